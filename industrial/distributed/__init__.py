@@ -1,1 +1,1 @@
-
+"""Process group, device and backend from the environment; sharding plans; DMP wrapping."""

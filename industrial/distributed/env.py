@@ -1,0 +1,65 @@
+"""The process group, device and backend, taken from the environment, never from code.
+
+Under ``torchrun`` / TorchX the usual variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR``...) are set; a plain ``python`` run becomes a one-process group. The backend is
+NCCL with one GPU per local rank when CUDA is available, gloo on CPU otherwise; ``INDUSTRIAL_DEVICE``
+(``cpu`` / ``cuda``) forces the choice.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _pick_device(local_rank: int) -> tuple[torch.device, str]:
+    wanted = os.environ.get("INDUSTRIAL_DEVICE", "").lower()
+    if wanted not in ("", "cpu", "cuda"):
+        raise ValueError(f"INDUSTRIAL_DEVICE={wanted!r}: expected cpu or cuda")
+    use_cuda = torch.cuda.is_available() if wanted == "" else wanted == "cuda"
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank), "nccl"
+    return torch.device("cpu"), "gloo"
+
+
+def init_distributed() -> DistEnv:
+    """Initialise (once) and describe the process group of this process."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device, backend = _pick_device(local_rank)
+    if not dist.is_initialized():
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
+        else:
+            store = tempfile.NamedTemporaryFile(prefix="industrial_pg_", delete=False).name
+            dist.init_process_group(backend=backend, init_method=f"file://{store}", rank=0, world_size=1)
+    return DistEnv(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=local_rank,
+        device=device,
+        backend=dist.get_backend(),
+    )
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

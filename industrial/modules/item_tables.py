@@ -1,0 +1,111 @@
+"""Item tables held in TorchRec ``EmbeddingCollection``s, looked up from a :class:`SequenceBatch`.
+
+Two kinds of table, both built on the ``meta`` device and sharded by the planner:
+
+- :class:`ItemIdTable`: a trainable embedding per item id (the IDRec baseline, or the ID part of
+  a hybrid model).
+- :class:`CachedFeatureTable`: frozen content vectors per item (text / image / cross-modal,
+  computed once by ``industrial extract``), looked up by item id exactly like ids are. This is how
+  frozen-feature methods scale to millions of items: the features live sharded across ranks.
+
+One table serves every role of the batch (``history``, ``target``, ``negative``, ``augmented``):
+each role is a feature name of the same table, so one lookup (one all-to-all) fetches them all.
+
+Example::
+
+    table = ItemIdTable(num_items=4385, dim=64)
+    vectors = table(batch.items)          # {"history": JaggedTensor, "target": ..., ...}
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torchrec import EmbeddingCollection, EmbeddingConfig
+from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
+
+from industrial.data.batch import ITEM_KEYS
+
+ITEM_ID_TABLE = "item_id"
+ITEM_FEATURE_TABLE = "item_features"
+
+
+class _ItemTable(nn.Module):
+    """An ``EmbeddingCollection`` with one table read by every item role of the batch."""
+
+    table_name: str
+
+    def __init__(self, num_items: int, dim: int, device: torch.device | None = None) -> None:
+        super().__init__()
+        if num_items <= 0 or dim <= 0:
+            raise ValueError(f"table {self.table_name}: num_items and dim must be positive, got {num_items}, {dim}")
+        self.num_items = num_items
+        self.dim = dim
+        self.collection = EmbeddingCollection(
+            tables=[
+                EmbeddingConfig(
+                    name=self.table_name,
+                    embedding_dim=dim,
+                    num_embeddings=num_items,
+                    feature_names=list(ITEM_KEYS),
+                )
+            ],
+            device=device if device is not None else torch.device("meta"),
+        )
+
+    def forward(self, items: KeyedJaggedTensor) -> dict[str, JaggedTensor]:
+        out = self.collection(items)
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        if world > 1 and torch.is_grad_enabled():
+            out = {
+                role: JaggedTensor(values=_ScaleGrad.apply(jt.values(), 1.0 / world), lengths=jt.lengths())
+                for role, jt in out.items()
+            }
+        return out
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by ``scale`` on the way back.
+
+    The sharded tables *sum* their rows' gradients over ranks, while DDP *averages* the dense
+    gradients. Scaling the lookups' gradient by ``1 / world_size`` makes the table update the one a
+    single process would compute on the global batch (the mean loss over all ranks' examples).
+    """
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return values.view_as(values)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return grad * ctx.scale, None
+
+
+class ItemIdTable(_ItemTable):
+    """Trainable item-id embeddings (``num_items x dim``), initialised N(0, 0.02) at materialisation."""
+
+    table_name = ITEM_ID_TABLE
+
+
+class CachedFeatureTable(_ItemTable):
+    """Frozen item content vectors (``num_items x feature_dim``).
+
+    The trainer gives this table a zero learning rate and fills it from the features file after
+    sharding (:func:`industrial.distributed.sharding.fill_table`); only the projector on top learns.
+    """
+
+    table_name = ITEM_FEATURE_TABLE
+
+
+def catalogue_features(num_items: int, start: int = 0, stop: int | None = None) -> KeyedJaggedTensor:
+    """A KJT that asks for items ``start .. stop-1`` once, under the ``history`` role (one row).
+
+    Used to encode the whole catalogue (full softmax, evaluation) through the sharded table.
+    """
+    stop = num_items if stop is None else stop
+    ids = torch.arange(start, stop, dtype=torch.int64)
+    lengths = torch.zeros(len(ITEM_KEYS), dtype=torch.int32)
+    lengths[0] = ids.numel()
+    return KeyedJaggedTensor.from_lengths_sync(keys=list(ITEM_KEYS), values=ids, lengths=lengths)

@@ -1,0 +1,122 @@
+"""The user encoder: a Transformer over the item vectors of a sequence.
+
+Causal mode is SASRec (each position sees its past, predicting the next item at every position);
+bidirectional mode is the BERT-style encoder of TransRec (the user vector is the state at the
+last history position). Learned absolute positions, counted from the start of the sequence as in
+SASRec, and an optional embedding of each item's domain (for mixed multi-domain flows).
+
+Example::
+
+    encoder = UserEncoder(UserEncoderConfig(dim=64, layers=2, heads=2, max_len=50))
+    states = encoder(item_vectors, lengths)     # [sum(lengths), 64], one state per position
+    users = encoder.last(states, lengths)       # [B, 64], the state at each last position
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class UserEncoderConfig:
+    dim: int = 64  # hidden size (= item vector size)
+    layers: int = 2  # Transformer blocks
+    heads: int = 2  # attention heads per block
+    inner_dim: int = 256  # feed-forward width
+    dropout: float = 0.2  # dropout on embeddings, attention and feed-forward
+    max_len: int = 50  # longest sequence (positions)
+    causal: bool = True  # SASRec-style causal attention; False = bidirectional (BERT-style)
+    num_domains: int = 0  # > 0 adds a learned domain embedding to every item vector
+    norm_first: bool = False  # pre-LN blocks (more stable for deep stacks); SASRec uses post-LN
+
+    def validate(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.max_len < 1 or self.layers < 1:
+            raise ValueError("max_len and layers must be >= 1")
+
+
+def jagged_to_padded(values: torch.Tensor, lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """``[sum(lengths), D]`` -> ``[B, max_len, D]``, right-padded with zeros (differentiable)."""
+    lengths = lengths.long()
+    batch = lengths.numel()
+    width = int(lengths.max().item()) if max_len is None and batch else (max_len or 0)
+    rows, cols = jagged_index(lengths)
+    out = values.new_zeros((batch, width) + tuple(values.shape[1:]))
+    out[rows, cols] = values
+    return out
+
+
+def jagged_index(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column of every element of a jagged tensor with these ``lengths``."""
+    lengths = lengths.long()
+    rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
+    starts = torch.cumsum(lengths, 0) - lengths
+    cols = torch.arange(rows.numel(), device=lengths.device) - starts[rows]
+    return rows, cols
+
+
+class UserEncoder(nn.Module):
+    """Transformer over item vectors; returns one state per (non-padding) position."""
+
+    def __init__(self, config: UserEncoderConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.positions = nn.Embedding(config.max_len, config.dim)
+        self.domains = nn.Embedding(config.num_domains, config.dim) if config.num_domains > 0 else None
+        self.norm = nn.LayerNorm(config.dim, eps=1e-12)
+        self.dropout = nn.Dropout(config.dropout)
+        block = nn.TransformerEncoderLayer(
+            d_model=config.dim,
+            nhead=config.heads,
+            dim_feedforward=config.inner_dim,
+            dropout=config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=config.norm_first,
+            layer_norm_eps=1e-12,
+        )
+        self.blocks = nn.TransformerEncoder(block, num_layers=config.layers, enable_nested_tensor=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal(0, 0.02) weights, zero biases, unit LayerNorms (SASRec / BERT initialisation)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(
+        self, item_vectors: torch.Tensor, lengths: torch.Tensor, domain_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``item_vectors [sum L, D]`` (jagged by ``lengths``) -> states ``[sum L, D]``."""
+        if int(lengths.min().item()) < 1:
+            raise ValueError("every sequence needs at least one history item")
+        if int(lengths.max().item()) > self.config.max_len:
+            raise ValueError(f"a sequence is longer than user.max_len={self.config.max_len}")
+        rows, cols = jagged_index(lengths)
+        hidden = item_vectors + self.positions(cols)
+        if self.domains is not None and domain_ids is not None:
+            hidden = hidden + self.domains(domain_ids)
+        padded = jagged_to_padded(self.dropout(self.norm(hidden)), lengths)
+        width = padded.shape[1]
+        padding = torch.arange(width, device=lengths.device)[None, :] >= lengths[:, None]
+        mask = None
+        if self.config.causal:
+            mask = torch.triu(torch.full((width, width), float("-inf"), device=padded.device), diagonal=1)
+        out = self.blocks(padded, mask=mask, src_key_padding_mask=padding.float().masked_fill(padding, float("-inf")))
+        return out[rows, cols]
+
+    @staticmethod
+    def last(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The state at the last position of each sequence: ``[B, D]``."""
+        ends = torch.cumsum(lengths.long(), 0) - 1
+        return states[ends]

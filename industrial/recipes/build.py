@@ -1,0 +1,82 @@
+"""Build the task (model + objective) an experiment config describes, and initialise its tables.
+
+The model is built on the ``meta`` device for its tables; :func:`initialise_tables` fills the
+shards after DMP has placed them (id tables N(0, 0.02), identical for any world size; feature
+tables from the ``industrial extract`` file).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from industrial.data.info import DatasetInfo
+from industrial.distributed.sharding import fill_table, init_table_normal
+from industrial.modules.item_tables import ITEM_FEATURE_TABLE, ITEM_ID_TABLE, CachedFeatureTable, ItemIdTable
+from industrial.modules.recommender import CachedFeatureItemEncoder, IdItemEncoder, ItemEncoder, NextItemTask, Recommender
+from industrial.modules.user_encoder import UserEncoder
+from industrial.objectives import FullSoftmaxLoss, SampledBCELoss, SampledSoftmaxLoss
+from industrial.train.config import ExperimentConfig, LossConfig
+
+
+def build_loss(cfg: LossConfig) -> nn.Module:
+    if cfg.kind == "full_softmax":
+        return FullSoftmaxLoss(cfg.temperature, cfg.normalize)
+    if cfg.kind == "sampled_softmax":
+        return SampledSoftmaxLoss(cfg.temperature, cfg.normalize, cfg.logq_correction)
+    return SampledBCELoss()
+
+
+def _load_features(cfg: ExperimentConfig, info: DatasetInfo) -> torch.Tensor:
+    from industrial.modules.extract import load_features
+
+    features, _present, _meta = load_features(cfg.model.item.features)
+    if features.shape[0] != info.num_items:
+        raise ValueError(
+            f"model.item.features={cfg.model.item.features}: {features.shape[0]} rows for {info.num_items} items"
+        )
+    return features
+
+
+def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
+    dim = cfg.model.user.dim
+    kind = cfg.model.item.kind
+    if kind == "id":
+        return IdItemEncoder(ItemIdTable(info.num_items, dim))
+    from industrial.modules.projector import MoEAdaptor, ProjectorConfig
+
+    feature_dim = _feature_dim(cfg)
+    proj = cfg.model.item.projector
+    projector = MoEAdaptor(
+        ProjectorConfig(in_dim=feature_dim, out_dim=dim, n_exps=proj.experts, dropout=proj.dropout, noisy_gating=proj.noise)
+    )
+    id_table = ItemIdTable(info.num_items, dim) if kind == "cached+id" else None
+    return CachedFeatureItemEncoder(CachedFeatureTable(info.num_items, feature_dim), projector, dim, id_table)
+
+
+def _feature_dim(cfg: ExperimentConfig) -> int:
+    from industrial.modules.extract import read_features_info
+
+    return int(read_features_info(cfg.model.item.features)["dim"])
+
+
+def build_task(cfg: ExperimentConfig, info: DatasetInfo) -> NextItemTask:
+    """The model and its objective, tables still on ``meta``."""
+    user_cfg = cfg.model.user
+    if cfg.model.domain_embedding:
+        user_cfg.num_domains = len(info.domains)
+    model = Recommender(
+        build_item_encoder(cfg, info),
+        UserEncoder(user_cfg),
+        item_domains=info.item_domains if cfg.model.domain_embedding else None,
+    )
+    return NextItemTask(model, build_loss(cfg.loss), item_log_q=info.item_log_q)
+
+
+def initialise_tables(dmp: nn.Module, cfg: ExperimentConfig, info: DatasetInfo) -> None:
+    """Fill the sharded tables: ids N(0, 0.02) seeded by ``train.seed``; features from the file."""
+    kind = cfg.model.item.kind
+    if kind in ("id", "cached+id"):
+        init_table_normal(dmp, ITEM_ID_TABLE, std=0.02, seed=cfg.train.seed)
+    if kind.startswith("cached"):
+        fill_table(dmp, ITEM_FEATURE_TABLE, _load_features(cfg, info))

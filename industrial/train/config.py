@@ -1,0 +1,111 @@
+"""The experiment config: one typed dataclass per section, loaded from YAML (see ``configs/``).
+
+Every key is documented where it is declared. ``industrial train --config X.yaml --set a.b=c``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from industrial.distributed.sharding import OptimConfig, ShardingConfig
+from industrial.modules.user_encoder import UserEncoderConfig
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # prepared dataset folder (written by `industrial prepare` or `industrial synth`)
+    max_seq_len: int = 50  # keep the last N items of every sequence
+    batch_size: int = 256  # sequences per batch per rank
+    eval_batch_size: int = 512  # sequences per evaluation batch per rank
+    num_negatives: int = 0  # sampled negatives per target (BCE, sampled softmax); 0 = none
+    negative_sampling: Literal["uniform", "popularity"] = "uniform"
+    shuffle_buffer: int = 10000  # sequences in the bounded shuffle buffer
+    train_fraction: float = 1.0  # share of training users kept (few-shot transfer); 1 = all
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ValueError("path: the prepared dataset folder must be set (data.path)")
+        if self.batch_size < 1 or self.eval_batch_size < 1 or self.max_seq_len < 2:
+            raise ValueError("batch sizes must be >= 1 and max_seq_len >= 2")
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError("train_fraction must be in (0, 1]")
+
+
+@dataclass
+class ProjectorSettings:
+    experts: int = 8  # whitening experts mixed by the gate (UniSRec n_exps)
+    dropout: float = 0.2  # dropout on the input features (UniSRec adaptor_dropout_prob)
+    noise: bool = True  # noisy gate during training
+
+
+@dataclass
+class ItemConfig:
+    # id: a trainable id table (IDRec); cached: frozen content features + projector;
+    # cached+id: both, summed (transductive)
+    kind: Literal["id", "cached", "cached+id"] = "id"
+    features: str = ""  # features file written by `industrial extract` (kind cached*)
+    projector: ProjectorSettings = field(default_factory=ProjectorSettings)
+
+    def validate(self) -> None:
+        if self.kind.startswith("cached") and not self.features:
+            raise ValueError("features: kind=cached needs a features file from `industrial extract`")
+
+
+@dataclass
+class ModelConfig:
+    item: ItemConfig = field(default_factory=ItemConfig)
+    user: UserEncoderConfig = field(default_factory=UserEncoderConfig)
+    domain_embedding: bool = False  # add a learned embedding of each item's domain
+
+
+@dataclass
+class LossConfig:
+    kind: Literal["full_softmax", "sampled_softmax", "bce"] = "full_softmax"
+    temperature: float = 1.0  # logits are similarity / temperature
+    normalize: bool = False  # cosine similarity instead of a dot product
+    logq_correction: bool = True  # sampled_softmax: subtract log popularity of in-batch candidates
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/default"  # run folder: config, log, TensorBoard, checkpoints, metrics
+    epochs: int = 20
+    max_steps: int = 0  # stop after this many steps in total; 0 = no limit
+    log_every: int = 20  # steps between log lines / TensorBoard points
+    eval_every: int = 0  # steps between validations; 0 = at the end of every epoch
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
+    keep_checkpoints: int = 2  # most recent checkpoints kept (plus the best)
+    metric: str = "ndcg@10"  # validation metric for early stopping and the best checkpoint
+    patience: int = 5  # validations without improvement before stopping; 0 = never stop early
+    seed: int = 0
+    amp: Literal["off", "bf16"] = "off"  # bf16 autocast (GPUs with bf16; slow on most CPUs)
+    resume: bool = True  # continue from out_dir/checkpoints/latest when it exists
+    test_at_end: bool = True  # evaluate the best checkpoint on the test split when training ends
+    progress: bool = True  # progress bar on rank 0
+
+
+@dataclass
+class EvalConfig:
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20, 50])  # cut-offs of every metric
+    item_chunk: int = 65536  # items scored at once (bounds memory)
+
+
+@dataclass
+class ExperimentConfig:
+    recipe: str = "idrec"  # a name for the run's model family (idrec, unim2rec, ...)
+    data: DataConfig = field(default_factory=lambda: DataConfig(path="data/prepared/scientific"))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        if self.model.user.max_len < self.data.max_seq_len:
+            raise ValueError(
+                f"model.user.max_len={self.model.user.max_len} is shorter than data.max_seq_len={self.data.max_seq_len}"
+            )
+        if self.loss.kind == "bce" and self.data.num_negatives < 1:
+            raise ValueError("loss.kind=bce needs data.num_negatives >= 1")

@@ -1,0 +1,287 @@
+"""One trainer for every recipe: it knows the task's loss and nothing else about the model.
+
+The loop, per step: batch -> device -> (bf16 autocast) -> ``dmp(batch).loss`` -> backward (the
+sparse optimizer runs fused inside it) -> clip dense gradients -> dense step. Around it: periodic
+validation with early stopping on ``train.metric`` and a ``best`` checkpoint, atomic checkpoints
+holding sharded model + optimizer state, each rank's loader position and RNG, so that a resumed run
+continues with exactly the batch that would have come next; a progress bar, a plain-text log and
+TensorBoard scalars on rank 0.
+
+Why not ``TrainPipelineSparseDist``: it overlaps the next batch's input all-to-all with the
+current step by fx-tracing the model's sparse inputs, which requires every sharded lookup to read
+the batch directly. Full-softmax objectives and evaluation also look the whole catalogue up
+through the same tables in the same step, which that pipeline does not support; on CPU the overlap
+buys nothing either. The loop below is the plain ``TrainPipelineBase`` order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch.utils.tensorboard import SummaryWriter
+
+from industrial.config import dump
+from industrial.data.batch import SequenceBatch
+from industrial.data.info import DatasetInfo
+from industrial.distributed.env import DistEnv
+from industrial.train import checkpoint as ckpt
+from industrial.train.config import ExperimentConfig
+
+log = logging.getLogger("industrial.train")
+
+
+class StatefulLoader(Protocol):
+    """What the trainer needs of a loader: iterate one epoch per ``iter()``, save and restore."""
+
+    def __iter__(self): ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Evaluate(Protocol):
+    def __call__(self, split: str) -> dict[str, Any]: ...
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0  # epochs completed
+    best_metric: float = -math.inf
+    best_checkpoint: str = ""
+    evals_without_improvement: int = 0
+    stopped_early: bool = False
+
+
+def setup_run_folder(cfg: ExperimentConfig, env: DistEnv) -> Path:
+    """Create the run folder, save the resolved config, log to ``train.log`` (rank 0)."""
+    out = Path(cfg.train.out_dir)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        dump(cfg, out / "config.yaml")
+        handler = logging.FileHandler(out / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.getLogger("industrial").addHandler(handler)
+    logging.getLogger("industrial").setLevel(logging.INFO)
+    if dist.is_initialized():
+        dist.barrier()
+    return out
+
+
+class Trainer:
+    """Runs the loop for a sharded task (``dmp``) with its combined optimizer."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        env: DistEnv,
+        dmp: torch.nn.Module,
+        optimizer: Any,
+        train_loader: StatefulLoader,
+        evaluate: Evaluate,
+        info: DatasetInfo,
+    ) -> None:
+        self.cfg = cfg
+        self.env = env
+        self.dmp = dmp
+        self.optimizer = optimizer
+        self.loader = train_loader
+        self.evaluate = evaluate
+        self.info = info
+        self.out = Path(cfg.train.out_dir)
+        self.checkpoints = self.out / "checkpoints"
+        self.state = TrainState()
+        self.writer = SummaryWriter(str(self.out / "tensorboard")) if env.is_main else None
+        self.dense_params = [p for n, p in dmp.named_parameters() if p.requires_grad and "embeddings" not in n]
+
+    # ------------------------------------------------------------------ checkpoints
+    def _sharded_state(self) -> dict[str, Any]:
+        return {"model": self.dmp.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def save(self) -> Path:
+        rank_state = {"loader": self.loader.state_dict(), "rng": ckpt.rng_state()}
+        trainer_state = {**self.state.__dict__, "config": _plain(self.cfg)}
+        path = ckpt.save_checkpoint(
+            self.checkpoints,
+            self.state.step,
+            self._sharded_state(),
+            rank_state,
+            trainer_state,
+            keep_last=self.cfg.train.keep_checkpoints,
+        )
+        log.info("checkpoint %s", path)
+        return path
+
+    def restore(self, path: Path) -> None:
+        sharded = self._sharded_state()
+        rank_state, trainer_state = ckpt.load_checkpoint(path, sharded)
+        self.dmp.load_state_dict(sharded["model"])
+        self.optimizer.load_state_dict(sharded["optimizer"])
+        self.loader.load_state_dict(rank_state["loader"])
+        ckpt.set_rng_state(rank_state["rng"])
+        for key in TrainState.__dataclass_fields__:
+            setattr(self.state, key, trainer_state[key])
+        log.info("resumed from %s at step %d (epoch %d)", path, self.state.step, self.state.epoch)
+
+    def maybe_resume(self) -> None:
+        if not self.cfg.train.resume:
+            return
+        path = ckpt.find_checkpoint(self.checkpoints)
+        if path is not None:
+            self.restore(path)
+
+    # ------------------------------------------------------------------ loop
+    def _step(self, batch: SequenceBatch) -> torch.Tensor:
+        batch = batch.to(self.env.device, non_blocking=True)
+        with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.amp == "bf16"):
+            out = self.dmp(batch)
+        out.loss.backward()
+        if self.cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.dense_params, self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return out.loss.detach()
+
+    def _validate(self) -> bool:
+        """Validate; update the best checkpoint; return True to stop early."""
+        tc = self.cfg.train
+        self.dmp.eval()
+        metrics = self.evaluate("valid")
+        self.dmp.train()
+        value = float(metrics[tc.metric])
+        self._scalars({f"valid/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+        log.info("step %d valid %s", self.state.step, _fmt(metrics))
+        improved = value > self.state.best_metric
+        path = self.save()
+        if improved:
+            self.state.best_metric = value
+            self.state.best_checkpoint = path.name
+            self.state.evals_without_improvement = 0
+            ckpt.mark(self.checkpoints, ckpt.BEST, path)
+        else:
+            self.state.evals_without_improvement += 1
+        return tc.patience > 0 and self.state.evals_without_improvement >= tc.patience
+
+    def _scalars(self, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, self.state.step)
+
+    def fit(self) -> dict[str, Any]:
+        """Train until ``train.epochs``, ``train.max_steps`` or early stopping; then test."""
+        tc = self.cfg.train
+        self.maybe_resume()
+        self.dmp.train()
+        while self.state.epoch < tc.epochs and not self.state.stopped_early and not self._out_of_steps():
+            if self._run_epoch():
+                self.state.epoch += 1
+                if tc.eval_every == 0:
+                    self.state.stopped_early = self._validate()
+                elif tc.checkpoint_every == 0:
+                    self.save()
+        if not self.state.best_checkpoint:
+            self._validate()  # stopped by max_steps before any validation
+        result = self.finish()
+        if self.writer is not None:
+            self.writer.close()
+        return result
+
+    def _out_of_steps(self) -> bool:
+        return bool(self.cfg.train.max_steps) and self.state.step >= self.cfg.train.max_steps
+
+    def _run_epoch(self) -> bool:
+        """One pass over the loader (or what is left of it after a resume). True if it completed."""
+        tc = self.cfg.train
+        progress = _progress(self.env.is_main and tc.progress, f"epoch {self.state.epoch + 1}/{tc.epochs}")
+        window_start, window_samples, window_events = time.perf_counter(), 0, 0
+        try:
+            for batch in self.loader:
+                loss = self._step(batch)
+                self.state.step += 1
+                window_samples += batch.batch_size
+                window_events += int(batch.lengths("target").sum())
+                progress.update(1)
+                if self.state.step % tc.log_every == 0:
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    world = self.env.world_size
+                    values = {
+                        "train/loss": float(loss),
+                        "train/samples_per_s": window_samples * world / elapsed,
+                        "train/interactions_per_s": window_events * world / elapsed,
+                        "train/lr": self.cfg.optim.lr,
+                    }
+                    self._scalars(values)
+                    progress.set_postfix(loss=f"{float(loss):.4f}")
+                    log.info("step %d loss %.4f samples/s %.0f", self.state.step, float(loss), values["train/samples_per_s"])
+                    window_start, window_samples, window_events = time.perf_counter(), 0, 0
+                if tc.eval_every and self.state.step % tc.eval_every == 0:
+                    if self._validate():
+                        self.state.stopped_early = True
+                        return False
+                elif tc.checkpoint_every and self.state.step % tc.checkpoint_every == 0:
+                    self.save()
+                if self._out_of_steps():
+                    return False
+        finally:
+            progress.close()
+        return True
+
+    def finish(self) -> dict[str, Any]:
+        """Evaluate the best checkpoint (or the current model) on the test split, write metrics.json."""
+        result: dict[str, Any] = {
+            "steps": self.state.step,
+            "epochs": self.state.epoch,
+            "stopped_early": self.state.stopped_early,
+            "best_valid": {self.cfg.train.metric: self.state.best_metric},
+        }
+        if self.cfg.train.test_at_end:
+            best = ckpt.find_checkpoint(self.checkpoints, ckpt.BEST)
+            if best is not None:
+                sharded = self._sharded_state()
+                ckpt.load_checkpoint(best, sharded)
+                self.dmp.load_state_dict(sharded["model"])
+                result["checkpoint"] = best.name
+            self.dmp.eval()
+            result["valid"] = self.evaluate("valid")
+            result["test"] = self.evaluate("test")
+            self._scalars({f"test/{k}": v for k, v in result["test"].items() if isinstance(v, (int, float))})
+            log.info("test %s", _fmt(result["test"]))
+        if self.env.is_main:
+            (self.out / "result.json").write_text(json.dumps(result, indent=2))
+        return result
+
+
+class _NoProgress:
+    def update(self, n: int) -> None: ...
+
+    def set_postfix(self, **kwargs: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _progress(enabled: bool, desc: str):
+    if not enabled:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit="batch", dynamic_ncols=True)
+
+
+def _fmt(metrics: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def _plain(cfg: ExperimentConfig) -> dict[str, Any]:
+    from industrial.config import to_dict
+
+    return to_dict(cfg)
+
