@@ -20,7 +20,6 @@ Example::
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torchrec import EmbeddingCollection, EmbeddingConfig
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
@@ -55,32 +54,11 @@ class _ItemTable(nn.Module):
         )
 
     def forward(self, items: KeyedJaggedTensor) -> dict[str, JaggedTensor]:
-        out = self.collection(items)
-        world = dist.get_world_size() if dist.is_initialized() else 1
-        if world > 1 and torch.is_grad_enabled():
-            out = {
-                role: JaggedTensor(values=_ScaleGrad.apply(jt.values(), 1.0 / world), lengths=jt.lengths())
-                for role, jt in out.items()
-            }
-        return out
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the gradient by ``scale`` on the way back.
-
-    The sharded tables *sum* their rows' gradients over ranks, while DDP *averages* the dense
-    gradients. Scaling the lookups' gradient by ``1 / world_size`` makes the table update the one a
-    single process would compute on the global batch (the mean loss over all ranks' examples).
-    """
-
-    @staticmethod
-    def forward(ctx, values: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.scale = scale
-        return values.view_as(values)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return grad * ctx.scale, None
+        # Sharded, the lookup's backward all-to-all divides the gradient by the world size
+        # (torchrec.distributed.comm_ops gradient division, on by default), matching DDP's
+        # averaging of dense gradients: one step on n ranks equals one step of a single process
+        # on the global batch (tests/test_distributed_training.py checks it).
+        return self.collection(items)
 
 
 class ItemIdTable(_ItemTable):

@@ -8,7 +8,7 @@ Example::
 
     model = Recommender(IdItemEncoder(ItemIdTable(num_items, 64)), UserEncoder(UserEncoderConfig(dim=64)))
     task = NextItemTask(model, FullSoftmaxLoss())
-    out = task(batch)                  # LossOutput(loss, logs)
+    loss, logs = task(batch)
     users = model.user_vectors(batch)  # [B, 64] for ranking
 """
 
@@ -150,5 +150,8 @@ class NextItemTask(nn.Module):
             target_log_q=log_q,
         )
 
-    def forward(self, batch: SequenceBatch) -> LossOutput:
-        return self.loss(self.scoring_inputs(batch))
+    def forward(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(loss, logs)``: a tuple, not a dataclass, so that DDP (which DMP wraps the dense
+        part in, with ``static_graph``) finds the loss and synchronises the dense gradients."""
+        out: LossOutput = self.loss(self.scoring_inputs(batch))
+        return out.loss, out.logs

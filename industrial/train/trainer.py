@@ -143,13 +143,13 @@ class Trainer:
     def _step(self, batch: SequenceBatch) -> torch.Tensor:
         batch = batch.to(self.env.device, non_blocking=True)
         with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.amp == "bf16"):
-            out = self.dmp(batch)
-        out.loss.backward()
+            loss, _logs = self.dmp(batch)
+        loss.backward()
         if self.cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.dense_params, self.cfg.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return out.loss.detach()
+        return loss.detach()
 
     def _validate(self) -> bool:
         """Validate; update the best checkpoint; return True to stop early."""
