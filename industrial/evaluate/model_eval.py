@@ -14,12 +14,14 @@ Lookups in sharded tables are collective, so every rank makes the same calls in 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import torch
 import torch.distributed as dist
 
 from industrial.data.batch import SequenceBatch, make_batch
+from industrial.evaluate.breakdown import Evaluation, ItemInfo, evaluate_ranks, standard_groupings
+from industrial.evaluate.ranking import History, rank_targets
 from industrial.modules.recommender import Recommender
 
 
@@ -84,38 +86,30 @@ def evaluate_model(
     device: torch.device,
     ks: list[int],
     item_chunk: int = 65536,
-    groups: dict[str, torch.Tensor] | None = None,
-) -> dict[str, Any]:
-    """Full-ranking metrics of ``model`` over the examples of ``batches`` (all ranks together).
+    item_info: ItemInfo | None = None,
+) -> Evaluation:
+    """Full-ranking metrics of ``model`` over the examples of ``batches``, all ranks together.
 
-    ``groups`` maps a breakdown name to a per-item label tensor ``[N]`` (e.g. the domain of each
-    item): metrics are also reported per label of each example's target.
+    With ``item_info`` the result also holds the standard breakdowns (target domain, cold items,
+    target modalities, history length).
     """
-    from industrial.evaluate.ranking import RankAccumulator
-
     was_training = model.training
     model.eval()
     items = encode_catalogue(model, item_chunk).float()
-    accumulator = RankAccumulator(ks=ks)
+    ranks, targets, history_lengths = [], [], []
     for batch, users in user_batches(model, batches, device):
-        targets = batch.values("target")
-        ranks = rank_batch(users.float(), items, targets, batch.values("history"), batch.lengths("history"), item_chunk)
-        labels = {name: per_item[targets.cpu()] for name, per_item in (groups or {}).items()}
-        accumulator.add(ranks.cpu(), labels)
+        target = batch.values("target")
+        history = History.from_lengths(batch.values("history").cpu(), batch.lengths("history").cpu())
+        result = rank_targets(users.float().cpu(), items.cpu(), target.cpu(), history, chunk_size=min(item_chunk, 8192))
+        ranks.append(result.ranks)
+        targets.append(target.cpu())
+        history_lengths.append(batch.lengths("history").cpu())
     model.train(was_training)
-    return accumulator.result()
-
-
-def rank_batch(
-    users: torch.Tensor,
-    items: torch.Tensor,
-    targets: torch.Tensor,
-    history: torch.Tensor,
-    history_lengths: torch.Tensor,
-    item_chunk: int,
-) -> torch.Tensor:
-    from industrial.evaluate.ranking import rank_targets
-
-    offsets = torch.zeros(history_lengths.numel() + 1, dtype=torch.int64, device=history.device)
-    offsets[1:] = torch.cumsum(history_lengths.long(), 0)
-    return rank_targets(users, items, targets, history, offsets, chunk_size=item_chunk)
+    ranks_all = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.int64)
+    groups = None
+    if item_info is not None:
+        groups = standard_groupings(
+            torch.cat(targets) if targets else ranks_all, torch.cat(history_lengths) if history_lengths else ranks_all, item_info
+        )
+    group = dist.group.WORLD if dist.is_initialized() and dist.get_world_size() > 1 else None
+    return evaluate_ranks(ranks_all, groups, ks, process_group=group)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from industrial.data.augment import AugmentConfig
 from industrial.distributed.sharding import OptimConfig, ShardingConfig
 from industrial.modules.user_encoder import UserEncoderConfig
 
@@ -19,17 +20,17 @@ class DataConfig:
     batch_size: int = 256  # sequences per batch per rank
     eval_batch_size: int = 512  # sequences per evaluation batch per rank
     num_negatives: int = 0  # sampled negatives per target (BCE, sampled softmax); 0 = none
-    negative_sampling: Literal["uniform", "popularity"] = "uniform"
-    shuffle_buffer: int = 10000  # sequences in the bounded shuffle buffer
-    train_fraction: float = 1.0  # share of training users kept (few-shot transfer); 1 = all
+    negative_sampling: Literal["uniform", "popularity"] = "uniform"  # p_i = 1/N, or p_i ∝ count_i
+    exclude_own_items: bool = False  # negatives avoid every item of the user's sequence
+    shuffle_buffer: int = 16384  # rows per shuffle window (memory grows with it)
+    equalize: Literal["drop", "pad", "none"] = "drop"  # same batch count on every rank (see industrial/data/stream.py)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # fills the batch's "augmented" key
 
     def validate(self) -> None:
         if not self.path:
             raise ValueError("path: the prepared dataset folder must be set (data.path)")
         if self.batch_size < 1 or self.eval_batch_size < 1 or self.max_seq_len < 2:
             raise ValueError("batch sizes must be >= 1 and max_seq_len >= 2")
-        if not 0 < self.train_fraction <= 1:
-            raise ValueError("train_fraction must be in (0, 1]")
 
 
 @dataclass

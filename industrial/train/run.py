@@ -20,6 +20,7 @@ from industrial.config import ConfigError, load
 from industrial.data.info import DatasetInfo, load_info
 from industrial.distributed.env import DistEnv, init_distributed, shutdown
 from industrial.distributed.sharding import shard_model
+from industrial.evaluate.breakdown import Evaluation, ItemInfo
 from industrial.evaluate.model_eval import evaluate_model
 from industrial.recipes.build import build_task, initialise_tables
 from industrial.train.config import ExperimentConfig
@@ -51,11 +52,11 @@ def build(cfg: ExperimentConfig, env: DistEnv) -> tuple[torch.nn.Module, Any, Da
 def model_evaluator(cfg: ExperimentConfig, env: DistEnv, dmp: torch.nn.Module, info: DatasetInfo):
     """``evaluate(split) -> metrics`` over the whole split, every rank taking part."""
     model = dmp.module.model
+    item_info = ItemInfo.from_dataset(cfg.data.path)
 
-    def evaluate(split: str) -> dict[str, Any]:
+    def evaluate(split: str) -> Evaluation:
         loader = eval_loader(cfg, split, env)
-        groups = {"domain": info.item_domains} if len(info.domains) > 1 else None
-        return evaluate_model(model, loader, env.device, cfg.eval.ks, cfg.eval.item_chunk, groups)
+        return evaluate_model(model, loader, env.device, cfg.eval.ks, cfg.eval.item_chunk, item_info)
 
     return evaluate
 

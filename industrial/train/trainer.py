@@ -32,6 +32,8 @@ from industrial.config import dump
 from industrial.data.batch import SequenceBatch
 from industrial.data.info import DatasetInfo
 from industrial.distributed.env import DistEnv
+from industrial.evaluate.breakdown import Evaluation
+from industrial.evaluate.report import write_report
 from industrial.train import checkpoint as ckpt
 from industrial.train.config import ExperimentConfig
 
@@ -49,7 +51,9 @@ class StatefulLoader(Protocol):
 
 
 class Evaluate(Protocol):
-    def __call__(self, split: str) -> dict[str, Any]: ...
+    """Full-ranking evaluation of the current model on a split (every rank calls it)."""
+
+    def __call__(self, split: str) -> Evaluation: ...
 
 
 @dataclass
@@ -152,24 +156,33 @@ class Trainer:
         return loss.detach()
 
     def _validate(self) -> bool:
-        """Validate; update the best checkpoint; return True to stop early."""
+        """Validate, update best / patience, checkpoint; return True to stop early.
+
+        The trainer state is updated before the checkpoint is written, so a run resumed from it
+        continues with the same best metric and patience count.
+        """
         tc = self.cfg.train
         self.dmp.eval()
-        metrics = self.evaluate("valid")
+        metrics = self.evaluate("valid").metrics
         self.dmp.train()
+        if tc.metric not in metrics:
+            raise KeyError(f"train.metric={tc.metric!r} is not computed (metrics: {', '.join(metrics)})")
         value = float(metrics[tc.metric])
-        self._scalars({f"valid/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+        self._scalars({f"valid/{k}": v for k, v in metrics.items()})
         log.info("step %d valid %s", self.state.step, _fmt(metrics))
         improved = value > self.state.best_metric
-        path = self.save()
         if improved:
             self.state.best_metric = value
-            self.state.best_checkpoint = path.name
+            self.state.best_checkpoint = ckpt.checkpoint_name(self.state.step)
             self.state.evals_without_improvement = 0
-            ckpt.mark(self.checkpoints, ckpt.BEST, path)
         else:
             self.state.evals_without_improvement += 1
-        return tc.patience > 0 and self.state.evals_without_improvement >= tc.patience
+        stop = tc.patience > 0 and self.state.evals_without_improvement >= tc.patience
+        self.state.stopped_early = self.state.stopped_early or stop
+        path = self.save()
+        if improved:
+            ckpt.mark(self.checkpoints, ckpt.BEST, path)
+        return stop
 
     def _scalars(self, values: dict[str, float]) -> None:
         if self.writer is not None:
@@ -185,7 +198,7 @@ class Trainer:
             if self._run_epoch():
                 self.state.epoch += 1
                 if tc.eval_every == 0:
-                    self.state.stopped_early = self._validate()
+                    self._validate()
                 elif tc.checkpoint_every == 0:
                     self.save()
         if not self.state.best_checkpoint:
@@ -225,7 +238,6 @@ class Trainer:
                     window_start, window_samples, window_events = time.perf_counter(), 0, 0
                 if tc.eval_every and self.state.step % tc.eval_every == 0:
                     if self._validate():
-                        self.state.stopped_early = True
                         return False
                 elif tc.checkpoint_every and self.state.step % tc.checkpoint_every == 0:
                     self.save()
@@ -251,10 +263,14 @@ class Trainer:
                 self.dmp.load_state_dict(sharded["model"])
                 result["checkpoint"] = best.name
             self.dmp.eval()
-            result["valid"] = self.evaluate("valid")
-            result["test"] = self.evaluate("test")
-            self._scalars({f"test/{k}": v for k, v in result["test"].items() if isinstance(v, (int, float))})
-            log.info("test %s", _fmt(result["test"]))
+            result["valid"] = self.evaluate("valid").metrics
+            test = self.evaluate("test")
+            result["test"] = test.metrics
+            if self.env.is_main:
+                meta = {"split": "test", "checkpoint": result.get("checkpoint"), "recipe": self.cfg.recipe}
+                write_report(test, self.out, title=f"{self.cfg.recipe}: test", meta=meta)
+            self._scalars({f"test/{k}": v for k, v in test.metrics.items()})
+            log.info("test %s", _fmt(test.metrics))
         if self.env.is_main:
             (self.out / "result.json").write_text(json.dumps(result, indent=2))
         return result

@@ -1,0 +1,96 @@
+"""UniSRec's parametric whitening and mixture-of-experts adaptor over frozen item features.
+
+Parametric whitening (one expert)::
+
+    PW(x) = W · (dropout(x) − b)          b ∈ R^{d_in} learnable, init 0;  W bias-free, init N(0, 0.02)
+
+Mixture-of-experts adaptor with ``K`` experts (UniSRec: K = 8, d_in = 768 → d_out = 300)::
+
+    g = softmax(x · W_gate + ε ⊙ (softplus(x · W_noise) + 0.01))      ε ~ N(0, 1), training only
+    g = softmax(x · W_gate)                                            evaluation
+    MoE(x) = Σ_k g_k · PW_k(x)
+
+``W_gate`` and ``W_noise`` (``[d_in, K]``) are initialised to 0, so at evaluation the gate starts
+uniform and ``MoE(x)`` is the mean of the experts. No top-k is applied: all experts are mixed.
+Parameter names follow UniSRec (``experts.{k}.bias``, ``experts.{k}.lin.weight``, ``w_gate``,
+``w_noise``), so its adaptor weights load with ``load_state_dict``.
+
+Example::
+
+    moe = MoEAdaptor(ProjectorConfig(in_dim=384, out_dim=300))
+    item_vectors = moe(frozen_features)          # [..., 384] -> [..., 300]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class ProjectorConfig:
+    """Configuration of :class:`MoEAdaptor` (UniSRec: 768 → 300, 8 experts, dropout 0.2)."""
+
+    in_dim: int = 768
+    out_dim: int = 300
+    n_exps: int = 8
+    dropout: float = 0.2
+    #: Add the gate noise in training (UniSRec's ``noisy_gating``).
+    noisy_gating: bool = True
+    #: The constant added to the noise scale.
+    noise_epsilon: float = 1e-2
+
+    def validate(self) -> None:
+        if min(self.in_dim, self.out_dim, self.n_exps) <= 0:
+            raise ValueError(f"in_dim, out_dim and n_exps must be positive, got {self.in_dim}, {self.out_dim}, {self.n_exps}")
+
+
+class PWLayer(nn.Module):
+    """Parametric whitening ``PW(x) = W · (dropout(x) − b)``: ``[..., in_dim] -> [..., out_dim]``.
+
+    Example::
+
+        pw = PWLayer(768, 300, dropout=0.2)
+        y = pw(x)
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.bias = nn.Parameter(torch.zeros(in_dim))
+        self.lin = nn.Linear(in_dim, out_dim, bias=False)
+        nn.init.normal_(self.lin.weight, mean=0.0, std=0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lin(self.dropout(x) - self.bias)
+
+
+class MoEAdaptor(nn.Module):
+    """Mixture of ``n_exps`` whitening experts with a (noisy in training) softmax gate.
+
+    ``forward(x [..., in_dim]) -> [..., out_dim]``; ``gates(x) -> [..., n_exps]``. Formula in the
+    module docstring.
+    """
+
+    def __init__(self, config: ProjectorConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.experts = nn.ModuleList(PWLayer(config.in_dim, config.out_dim, config.dropout) for _ in range(config.n_exps))
+        self.w_gate = nn.Parameter(torch.zeros(config.in_dim, config.n_exps))
+        self.w_noise = nn.Parameter(torch.zeros(config.in_dim, config.n_exps))
+
+    def gates(self, x: Tensor) -> Tensor:
+        """Gate weights ``g`` (sum to 1 over the experts)."""
+        logits = x @ self.w_gate
+        if self.config.noisy_gating and self.training:
+            noise_std = F.softplus(x @ self.w_noise) + self.config.noise_epsilon
+            logits = logits + torch.randn_like(logits) * noise_std
+        return torch.softmax(logits, dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        experts = torch.stack([expert(x) for expert in self.experts], dim=-2)  # [..., K, out_dim]
+        return (self.gates(x).unsqueeze(-1) * experts).sum(dim=-2)

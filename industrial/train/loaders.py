@@ -1,0 +1,51 @@
+"""The loaders an experiment reads: its training split (shuffled, equalised across ranks) and its
+evaluation splits (file order, every example exactly once)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from industrial.data.augment import AugmentConfig
+from industrial.data.info import DatasetInfo
+from industrial.data.stream import LoaderConfig, SequenceLoader, build_loader
+from industrial.distributed.env import DistEnv
+from industrial.train.config import ExperimentConfig
+
+
+def loader_config(cfg: ExperimentConfig) -> LoaderConfig:
+    data = cfg.data
+    return LoaderConfig(
+        batch_size=data.batch_size,
+        max_seq_len=data.max_seq_len,
+        shuffle=True,
+        shuffle_buffer=data.shuffle_buffer,
+        seed=cfg.train.seed,
+        equalize=data.equalize,
+        num_negatives=data.num_negatives,
+        negative_sampler=data.negative_sampling,
+        exclude_own_items=data.exclude_own_items,
+        augment=data.augment,
+    )
+
+
+def train_loader(cfg: ExperimentConfig, env: DistEnv, info: DatasetInfo) -> SequenceLoader:
+    return build_loader(
+        cfg.data.path,
+        "train",
+        loader_config(cfg),
+        rank=env.rank,
+        world_size=env.world_size,
+        item_counts=info.item_counts.numpy(),
+    )
+
+
+def eval_loader(cfg: ExperimentConfig, split: str, env: DistEnv) -> SequenceLoader:
+    config = replace(
+        loader_config(cfg),
+        batch_size=cfg.data.eval_batch_size,
+        shuffle=False,
+        equalize="none",
+        num_negatives=0,
+        augment=AugmentConfig(),
+    )
+    return build_loader(cfg.data.path, split, config, rank=env.rank, world_size=env.world_size)
