@@ -170,3 +170,30 @@ def init_table_normal(dmp: nn.Module, table_name: str, std: float = 0.02, seed: 
             lo, hi = max(row, b * block), min(row + rows, (b + 1) * block)
             shard[lo - row : hi - row].copy_(values[lo - b * block : hi - b * block, col : col + cols].to(shard.dtype))
 
+
+
+@torch.no_grad()
+def materialize_optimizer_state(optimizer: CombinedOptimizer) -> None:
+    """Create the lazily-built state of the dense optimizer (AdamW's ``step``, ``exp_avg``...).
+
+    A fresh optimizer's ``state_dict()`` has no entries for them, so loading a checkpoint into it
+    would silently restore nothing. One step with zero gradients at learning rate 0 creates them
+    without moving any parameter (the loaded state then overwrites them).
+    """
+    for _, part in optimizer.optimizers:
+        if part is optimizer.optimizers[0][1]:
+            continue  # the fused sparse optimizer holds its state from the start
+        params = [p for group in part.param_groups for p in group["params"]]
+        if all(part.state.get(p) for p in params):
+            continue
+        saved_lr = [group["lr"] for group in part.param_groups]
+        for group in part.param_groups:
+            group["lr"] = 0.0
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        part.step()
+        for group, lr in zip(part.param_groups, saved_lr):
+            group["lr"] = lr
+        for p in params:
+            p.grad = None

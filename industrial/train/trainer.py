@@ -32,6 +32,7 @@ from industrial.config import dump
 from industrial.data.batch import SequenceBatch
 from industrial.data.info import DatasetInfo
 from industrial.distributed.env import DistEnv
+from industrial.distributed.sharding import materialize_optimizer_state
 from industrial.evaluate.breakdown import Evaluation
 from industrial.evaluate.report import write_report
 from industrial.train import checkpoint as ckpt
@@ -126,6 +127,7 @@ class Trainer:
         return path
 
     def restore(self, path: Path) -> None:
+        materialize_optimizer_state(self.optimizer)
         sharded = self._sharded_state()
         rank_state, trainer_state = ckpt.load_checkpoint(path, sharded)
         self.dmp.load_state_dict(sharded["model"])
