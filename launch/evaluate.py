@@ -1,7 +1,7 @@
 """TorchX component: Full-ranking evaluation of a trained run.
 
-    torchx run -s local_cwd launch/evaluate.py:evaluate --config configs/idrec_scientific.yaml \
-        --nproc_per_node 2 -- --set train.epochs=5
+    torchx run -s local_cwd launch/evaluate.py:evaluate --run runs/idrec_scientific \
+        --nproc_per_node 2 -- --split test --export runs/idrec_scientific/export
 """
 
 
@@ -14,7 +14,7 @@ from industrial.distributed.launch import industrial_job
 
 def evaluate(
     *script_args: str,
-    config: str = "configs/idrec_scientific.yaml",
+    run: str = "runs/idrec_scientific",
     nproc_per_node: int = 2,
     nnodes: int = 1,
     cpu: int = 2,
@@ -27,8 +27,8 @@ def evaluate(
     """Full-ranking evaluation of a trained run.
 
     Args:
-        script_args: extra arguments of `industrial evaluate` (e.g. --set train.epochs=5)
-        config: experiment config (YAML)
+        script_args: extra arguments of `industrial evaluate` (e.g. --split valid --export DIR)
+        run: run folder written by `industrial train`
         nproc_per_node: processes per node (one per GPU on GPU hosts)
         nnodes: number of nodes
         cpu: CPUs per node
@@ -39,5 +39,5 @@ def evaluate(
         max_retries: restarts after a failure (training resumes from the latest checkpoint)
     """
     return industrial_job(
-        "evaluate", ["--config", config, *script_args], name, nproc_per_node, nnodes, cpu, gpu, memMB, env, max_retries
+        "evaluate", [run, *script_args], name, nproc_per_node, nnodes, cpu, gpu, memMB, env, max_retries
     )

@@ -76,7 +76,8 @@ def setup_run_folder(cfg: ExperimentConfig, env: DistEnv) -> Path:
         handler = logging.FileHandler(out / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger("industrial").addHandler(handler)
-    logging.getLogger("industrial").setLevel(logging.INFO)
+    # rank 0 reports; the other ranks only warn, so a run's output is not repeated per process
+    logging.getLogger("industrial").setLevel(logging.INFO if env.is_main else logging.WARNING)
     if dist.is_initialized():
         dist.barrier()
     return out

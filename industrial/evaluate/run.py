@@ -1,0 +1,87 @@
+"""``industrial evaluate``: full-ranking evaluation of a trained run's checkpoint.
+
+    industrial evaluate runs/idrec_scientific [--split test] [--checkpoint best] [--out DIR]
+                        [--export DIR] [--set data.eval_batch_size=2048 ...]
+    torchrun --nproc_per_node 2 -m industrial.cli evaluate runs/idrec_scientific   (or launch/evaluate.py)
+
+Rebuilds the model from the run's ``config.yaml``, loads the checkpoint (``best`` by default),
+encodes every item once, ranks every example of the split against the whole catalogue (history
+masked) and writes ``metrics.json``, ``report.md``, plots and TensorBoard scalars into
+``RUN/eval/<split>/`` (or ``--out``). ``--export`` also writes the item vectors (Parquet + NumPy)
+and the user encoder's weights (safetensors), for serving retrieval with an ANN index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from industrial.config import ConfigError, load
+from industrial.distributed.env import init_distributed, shutdown
+from industrial.evaluate.breakdown import ItemInfo
+from industrial.evaluate.model_eval import encode_catalogue, evaluate_model
+from industrial.evaluate.report import export_item_vectors, write_report
+from industrial.train import checkpoint as ckpt
+from industrial.train.config import ExperimentConfig
+from industrial.train.loaders import eval_loader
+from industrial.train.run import build
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="industrial evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", help="run folder written by `industrial train` (holds config.yaml, checkpoints/)")
+    parser.add_argument("--split", default="test", choices=["valid", "test"])
+    parser.add_argument("--checkpoint", default="best", help="best, latest, or a checkpoint folder name (step_...)")
+    parser.add_argument("--out", help="report folder (default RUN/eval/SPLIT)")
+    parser.add_argument("--export", metavar="DIR", help="also write item vectors and the user encoder for serving")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key of the run's config")
+    return parser.parse_args(argv)
+
+
+def resolve_checkpoint(run: Path, name: str) -> Path:
+    directory = run / "checkpoints"
+    path = ckpt.find_checkpoint(directory, name) if name in (ckpt.BEST, ckpt.LATEST) else directory / name
+    if path is None or not (path / "trainer.json").exists():
+        raise FileNotFoundError(f"{run}: no {name!r} checkpoint (looked in {directory})")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = Path(args.run)
+    try:
+        cfg = load(ExperimentConfig, run / "config.yaml", args.overrides)
+        checkpoint = resolve_checkpoint(run, args.checkpoint)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"industrial evaluate: {err}", file=sys.stderr)
+        return 2
+    env = init_distributed()
+    dmp, optimizer, _info = build(cfg, env)
+    state = {"model": dmp.state_dict(), "optimizer": optimizer.state_dict()}
+    ckpt.load_checkpoint(checkpoint, state)
+    dmp.load_state_dict(state["model"])
+    model = dmp.module.model
+    evaluation = evaluate_model(
+        model, eval_loader(cfg, args.split, env), env.device, cfg.eval.ks, cfg.eval.item_chunk, ItemInfo.from_dataset(cfg.data.path)
+    )
+    out = Path(args.out) if args.out else run / "eval" / args.split
+    if env.is_main:
+        meta = {"run": str(run), "checkpoint": checkpoint.name, "split": args.split, "recipe": cfg.recipe}
+        files = write_report(evaluation, out, title=f"{cfg.recipe} ({run.name}): {args.split}", meta=meta, tensorboard_dir=out / "tensorboard")
+        print(json.dumps({k: round(v, 4) for k, v in evaluation.metrics.items()}))
+        print(f"wrote {files.metrics}, {files.markdown}")
+    if args.export:
+        vectors = encode_catalogue(model, cfg.eval.item_chunk)
+        if env.is_main:
+            export = export_item_vectors(args.export, torch.arange(vectors.shape[0]), vectors)
+            user_state = {k: v.detach().cpu().contiguous() for k, v in model.user_encoder.state_dict().items()}
+            save_file(user_state, str(Path(args.export) / "user_encoder.safetensors"))
+            (Path(args.export) / "user_encoder.json").write_text(json.dumps(cfg.model.user.__dict__, indent=2))
+            print(f"exported {export.parquet} and {Path(args.export) / 'user_encoder.safetensors'}")
+    shutdown()
+    return 0
