@@ -30,12 +30,25 @@ def build_loss(cfg: LossConfig) -> nn.Module:
 def _load_features(cfg: ExperimentConfig, info: DatasetInfo) -> torch.Tensor:
     from industrial.modules.extract import load_features
 
-    features, _present, _meta = load_features(cfg.model.item.features)
+    features, present, _meta = load_features(cfg.model.item.features)
     if features.shape[0] != info.num_items:
         raise ValueError(
             f"model.item.features={cfg.model.item.features}: {features.shape[0]} rows for {info.num_items} items"
         )
+    if cfg.model.item.standardize:
+        features = standardize(features, present)
     return features
+
+
+def standardize(features: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """``(x - mean) / std`` per dimension over the items that have the feature; absent items stay 0."""
+    present = torch.as_tensor(present, dtype=torch.bool)
+    if not bool(present.any()):
+        return features
+    rows = features[present]
+    out = torch.zeros_like(features)
+    out[present] = (rows - rows.mean(0)) / rows.std(0).clamp_min(1e-6)
+    return out
 
 
 def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
