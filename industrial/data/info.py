@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 import torch
 
+from industrial.data.negatives import count_items
 from industrial.data.schema import ITEMS_FILE, SPLIT_FILES, read_table
 
 
@@ -40,7 +40,5 @@ def load_info(path: str | Path) -> DatasetInfo:
     index = {name: i for i, name in enumerate(domains)}
     item_domains = np.empty(num_items, dtype=np.int64)
     item_domains[item_ids] = [index[d] for d in domain_names]
-    train = read_table(path, SPLIT_FILES["train"], columns=["item_ids"])
-    flat = pc.list_flatten(train.column("item_ids")).to_numpy()
-    counts = np.bincount(flat, minlength=num_items) if flat.size else np.zeros(num_items, dtype=np.int64)
+    counts = count_items([path / SPLIT_FILES["train"]], num_items)  # one row group at a time
     return DatasetInfo(path, num_items, domains, torch.from_numpy(item_domains), torch.from_numpy(counts.astype(np.int64)))

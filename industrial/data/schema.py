@@ -93,6 +93,16 @@ SCHEMAS = {
 
 #: Rows per Parquet row group of the split files: the unit that ranks and workers share out.
 DEFAULT_ROW_GROUP_SIZE = 4096
+#: A split file is cut into at least this many row groups when it has enough rows, so that every
+#: rank's share differs from the others by at most about one small row group (the loader shards
+#: whole row groups; three groups of 4096, 4096 and 250 rows would leave one of two ranks 250 rows).
+MIN_ROW_GROUPS = 64
+MIN_ROW_GROUP_ROWS = 32
+
+
+def balanced_row_group_size(num_rows: int, requested: int = DEFAULT_ROW_GROUP_SIZE) -> int:
+    """``min(requested, max(MIN_ROW_GROUP_ROWS, ceil(num_rows / MIN_ROW_GROUPS)))``."""
+    return max(1, min(requested, max(MIN_ROW_GROUP_ROWS, -(-num_rows // MIN_ROW_GROUPS))))
 
 
 class DatasetError(ValueError):
@@ -100,11 +110,16 @@ class DatasetError(ValueError):
 
 
 def write_table(table: pa.Table, path: str | os.PathLike, row_group_size: int = DEFAULT_ROW_GROUP_SIZE) -> None:
-    """Write ``table`` to ``path`` atomically (temporary name, then rename), checking its schema."""
+    """Write ``table`` to ``path`` atomically (temporary name, then rename), checking its schema.
+
+    Split files get at least :data:`MIN_ROW_GROUPS` row groups (:func:`balanced_row_group_size`).
+    """
     path = Path(path)
     expected = SCHEMAS.get(path.name)
     if expected is not None:
         table = table.select(expected.names).cast(expected)
+    if path.name in SPLIT_FILES.values():
+        row_group_size = balanced_row_group_size(table.num_rows, row_group_size)
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp, row_group_size=row_group_size)
     os.replace(tmp, path)
