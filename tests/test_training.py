@@ -125,3 +125,26 @@ def test_unknown_config_key_is_named(dataset, tmp_path):
     proc = subprocess.run(_train_command(config), env=_env(), cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown config key train.'epoch'" in proc.stdout
+
+
+TINY_BERT = dict(model_type="bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+def test_end_to_end_text_items_train(dataset, tmp_path):
+    """Items encoded by a text encoder trained end to end (a tiny random-init BERT, for speed)."""
+    run = tmp_path / "text"
+    config = _config(dataset, run, epochs=1, max_steps=4)
+    data = yaml.safe_load(config.read_text())
+    data["model"]["item"] = {"kind": "text", "text": {"model_config": TINY_BERT, "max_length": 16, "trainable_top_layers": 1}}
+    data["loss"] = {"kind": "sampled_softmax", "temperature": 0.1, "normalize": True}
+    config.write_text(yaml.safe_dump(data))
+    subprocess.run(_train_command(config), check=True, env=_env(), cwd=REPO)
+    result = json.loads((run / "result.json").read_text())
+    assert result["steps"] == 4 and 0 <= result["test"]["recall@10"] <= 1
+    weights = _final_weights(run)
+    assert any(k.startswith("model.item_encoder.encoder.") for k in weights)
+
+    data["loss"] = {"kind": "full_softmax"}
+    config.write_text(yaml.safe_dump(data))
+    proc = subprocess.run(_train_command(config), env=_env(), cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "use sampled_softmax or bce" in proc.stdout

@@ -56,6 +56,8 @@ def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
     kind = cfg.model.item.kind
     if kind == "id":
         return IdItemEncoder(ItemIdTable(info.num_items, dim))
+    if kind == "text":
+        return build_text_items(cfg, info)
     from industrial.modules.projector import MoEAdaptor, ProjectorConfig
 
     feature_dim = _feature_dim(cfg)
@@ -65,6 +67,23 @@ def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
     )
     id_table = ItemIdTable(info.num_items, dim) if kind == "cached+id" else None
     return CachedFeatureItemEncoder(CachedFeatureTable(info.num_items, feature_dim), projector, dim, id_table)
+
+
+def build_text_items(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
+    """An end-to-end text item encoder over the catalogue's texts, tokenized once."""
+    from dataclasses import replace
+
+    from industrial.data.schema import ITEMS_FILE, read_table
+    from industrial.modules.text import TextEncoder, tokenize_texts
+    from industrial.modules.text_items import TextItemEncoder
+
+    encoder = TextEncoder(replace(cfg.model.item.text, out_dim=cfg.model.user.dim))
+    items = read_table(info.path, ITEMS_FILE, columns=["item_id", "text"])
+    texts: list[str | None] = [None] * info.num_items
+    for item_id, text in zip(items.column("item_id").to_pylist(), items.column("text").to_pylist()):
+        texts[item_id] = text
+    tokens = tokenize_texts(texts, encoder.tokenizer, cfg.model.item.text.max_length)
+    return TextItemEncoder(encoder, tokens, cfg.model.user.dim)
 
 
 def _feature_dim(cfg: ExperimentConfig) -> int:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from industrial.data.augment import AugmentConfig
 from industrial.distributed.sharding import OptimConfig, ShardingConfig
+from industrial.modules.text import TextEncoderConfig
 from industrial.modules.user_encoder import UserEncoderConfig
 
 
@@ -43,14 +44,16 @@ class ProjectorSettings:
 @dataclass
 class ItemConfig:
     # id: a trainable id table (IDRec); cached: frozen content features + projector;
-    # cached+id: both, summed (transductive)
-    kind: Literal["id", "cached", "cached+id"] = "id"
+    # cached+id: both, summed (transductive); text: a text encoder trained end to end
+    kind: Literal["id", "cached", "cached+id", "text"] = "id"
     features: str = ""  # features file written by `industrial extract` (kind cached*)
     # standardise each feature dimension over the items that have the feature (zero mean, unit
     # variance) before it enters the table: sentence encoders emit unit-norm vectors, ~20x smaller
     # than the BERT CLS features the whitening layer's N(0, 0.02) init was made for
     standardize: bool = True
     projector: ProjectorSettings = field(default_factory=ProjectorSettings)
+    # kind text: the encoder (out_dim is set to model.user.dim); see industrial/modules/text.py
+    text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(trainable_top_layers=1, max_length=64))
 
     def validate(self) -> None:
         if self.kind.startswith("cached") and not self.features:
@@ -111,6 +114,11 @@ class ExperimentConfig:
         if self.model.user.max_len < self.data.max_seq_len:
             raise ValueError(
                 f"model.user.max_len={self.model.user.max_len} is shorter than data.max_seq_len={self.data.max_seq_len}"
+            )
+        if self.model.item.kind == "text" and self.loss.kind == "full_softmax":
+            raise ValueError(
+                "loss.kind=full_softmax encodes the whole catalogue at every step; with an end-to-end "
+                "text encoder (model.item.kind=text) use sampled_softmax or bce"
             )
         if self.loss.kind == "bce" and self.data.num_negatives < 1:
             raise ValueError("loss.kind=bce needs data.num_negatives >= 1")
