@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+import warnings
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("industrial.data.prepare", "convert a public dataset format into the canonical Parquet dataset"),
@@ -32,8 +34,18 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def quiet_known_noise() -> None:
+    """Silence library messages that say nothing about the run (deprecation notices of APIs
+    TorchRec itself calls, and a torch.fx notice printed at every sharded lookup trace)."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed|torchrec|industrial")
+    warnings.filterwarnings("ignore", message=r".*ShardedTensor.*")
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+    logging.getLogger("torchrec.distributed.planner.types").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_known_noise()
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0

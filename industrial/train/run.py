@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"industrial train: {err}")
         return 2
     result = train(cfg)
-    if result.get("test"):
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    if result.get("test") and rank == 0:
         metrics = result["test"]
         print("test " + " ".join(f"{k}={metrics[k]:.4f}" for k in ("recall@10", "ndcg@10", "recall@50", "ndcg@50") if k in metrics))
     shutdown()
