@@ -9,7 +9,6 @@ NCCL with one GPU per local rank when CUDA is available, gloo on CPU otherwise; 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -47,9 +46,8 @@ def init_distributed() -> DistEnv:
     if not dist.is_initialized():
         if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
             dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
-        else:
-            store = tempfile.NamedTemporaryFile(prefix="industrial_pg_", delete=False).name
-            dist.init_process_group(backend=backend, init_method=f"file://{store}", rank=0, world_size=1)
+        else:  # a plain `python` run: a group of one, with an in-process store (no file, no port)
+            dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
     return DistEnv(
         rank=dist.get_rank(),
         world_size=dist.get_world_size(),

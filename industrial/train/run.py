@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -61,10 +61,13 @@ def model_evaluator(cfg: ExperimentConfig, env: DistEnv, dmp: torch.nn.Module, i
     return evaluate
 
 
-def train(cfg: ExperimentConfig) -> dict[str, Any]:
+def train(cfg: ExperimentConfig, after_build: Callable[[torch.nn.Module, DistEnv], None] | None = None) -> dict[str, Any]:
+    """Build, (optionally) adjust the fresh model, train, test. A rerun resumes from `latest`."""
     env = init_distributed()
     setup_run_folder(cfg, env)
     dmp, optimizer, info = build(cfg, env)
+    if after_build is not None:
+        after_build(dmp, env)
     trainer = Trainer(cfg, env, dmp, optimizer, train_loader(cfg, env, info), model_evaluator(cfg, env, dmp, info), info)
     return trainer.fit()
 
@@ -76,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"industrial train: {err}")
         return 2
-    result = train(cfg)
+    return report_result(train(cfg))
+
+
+def report_result(result: dict[str, Any]) -> int:
+    """Print the test line on rank 0, leave the process group."""
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     if result.get("test") and rank == 0:
         metrics = result["test"]
