@@ -1,7 +1,7 @@
 """TorchX component: Fine-tune a pre-trained checkpoint on a target dataset.
 
-    torchx run -s local_cwd launch/finetune.py:finetune --config configs/idrec_scientific.yaml \
-        --nproc_per_node 2 -- --set train.epochs=5
+    torchx run -s local_cwd launch/finetune.py:finetune --config configs/unim2rec_scientific.yaml \
+        --nproc_per_node 2 -- --from runs/pretrain --transfer user_encoder projector
 """
 
 
@@ -14,7 +14,7 @@ from industrial.distributed.launch import industrial_job
 
 def finetune(
     *script_args: str,
-    config: str = "configs/idrec_scientific.yaml",
+    config: str = "configs/unim2rec_scientific.yaml",
     nproc_per_node: int = 2,
     nnodes: int = 1,
     cpu: int = 2,
@@ -27,7 +27,7 @@ def finetune(
     """Fine-tune a pre-trained checkpoint on a target dataset.
 
     Args:
-        script_args: extra arguments of `industrial finetune` (e.g. --set train.epochs=5)
+        script_args: arguments of `industrial finetune`: --from RUN [--transfer PARTS] [--set key=value]
         config: experiment config (YAML)
         nproc_per_node: processes per node (one per GPU on GPU hosts)
         nnodes: number of nodes
