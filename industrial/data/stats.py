@@ -42,6 +42,11 @@ def _content_counts(items: pa.Table) -> dict[str, int]:
         if items.num_rows
         else np.zeros(0, bool)
     )
+    return content_counts(has_text, has_image)
+
+
+def content_counts(has_text: np.ndarray, has_image: np.ndarray) -> dict[str, int]:
+    """How many items have text, image, both, one of them or neither (boolean arrays per item)."""
     return {
         "items_with_text": int(has_text.sum()),
         "items_with_image": int(has_image.sum()),

@@ -59,6 +59,7 @@ from industrial.data.schema import (
     ITEMS_FILE,
     ITEMS_SCHEMA,
     META_FILE,
+    SCHEMAS,
     SPLIT_FILES,
     STATS_FILE,
     TRAIN_SCHEMA,
@@ -66,6 +67,7 @@ from industrial.data.schema import (
     USERS_SCHEMA,
     write_json,
 )
+from industrial.data.stats import content_counts
 
 PURPOSE = "synthetic data for scale and throughput work only; not for model-quality claims"
 DOMAIN_NAMES = ("books", "movies", "music", "games", "food", "sports", "toys", "beauty")
@@ -413,16 +415,7 @@ class Tally:
 
 
 def _content(has_text: np.ndarray, has_image: np.ndarray) -> dict[str, int]:
-    return {
-        "items_with_text": int(has_text.sum()),
-        "items_with_image": int(has_image.sum()),
-        "items_with_text_and_image": int((has_text & has_image).sum()),
-        "items_text_only": int((has_text & ~has_image).sum()),
-        "items_image_only": int((~has_text & has_image).sum()),
-        "items_id_only": int((~has_text & ~has_image).sum()),
-        "items_without_text": int((~has_text).sum()),
-        "items_without_image": int((~has_image).sum()),
-    }
+    return content_counts(has_text, has_image)
 
 
 def make_stats(
@@ -507,17 +500,7 @@ def generate(cfg: SynthConfig, progress: bool = False) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cat = make_catalogue(cfg, np.random.default_rng([cfg.seed, 0]))
-    writers = _Writers(
-        out,
-        {
-            ITEMS_FILE: ITEMS_SCHEMA,
-            USERS_FILE: USERS_SCHEMA,
-            EVENTS_FILE: EVENTS_SCHEMA,
-            SPLIT_FILES["train"]: TRAIN_SCHEMA,
-            SPLIT_FILES["valid"]: EVAL_SCHEMA,
-            SPLIT_FILES["test"]: EVAL_SCHEMA,
-        },
-    )
+    writers = _Writers(out, SCHEMAS)
     tally = Tally(cfg.domains, cfg.items)
     has_text = np.zeros(cfg.items, bool)
     has_image = np.zeros(cfg.items, bool)
