@@ -137,6 +137,10 @@ class Trainer:
         ckpt.set_rng_state(rank_state["rng"])
         for key in TrainState.__dataclass_fields__:
             setattr(self.state, key, trainer_state[key])
+        if self.state.best_checkpoint:
+            # the state is the truth: a crash between writing a checkpoint and moving the `best`
+            # pointer to it leaves the pointer one validation behind
+            ckpt.mark(self.checkpoints, ckpt.BEST, self.state.best_checkpoint)
         log.info("resumed from %s at step %d (epoch %d)", path, self.state.step, self.state.epoch)
 
     def maybe_resume(self) -> None:
@@ -259,7 +263,7 @@ class Trainer:
             "best_valid": {self.cfg.train.metric: self.state.best_metric},
         }
         if self.cfg.train.test_at_end:
-            best = ckpt.find_checkpoint(self.checkpoints, ckpt.BEST)
+            best = self.checkpoints / self.state.best_checkpoint if self.state.best_checkpoint else None
             if best is not None:
                 sharded = self._sharded_state()
                 ckpt.load_checkpoint(best, sharded)
