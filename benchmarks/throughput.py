@@ -1,0 +1,484 @@
+"""Training throughput of every model family against the IDRec baseline, and its MFU.
+
+    python -m benchmarks.throughput                              # idrec, unim2rec on Scientific
+    python -m benchmarks.throughput --repeats 12 --steps 6 --trace   # longer, with profiler traces
+    python -m benchmarks.throughput --set loss.kind=sampled_softmax  # an override for every model
+
+Every model trains through the project's own code path: :func:`industrial.train.run.build`
+(task, TorchRec sharding, DMP, fused sparse + dense optimizer, table initialisation),
+:func:`industrial.train.loaders.train_loader` (the streaming loader) and ``Trainer._step``
+(batch to device -> ``loss, logs = dmp(batch)`` -> backward -> clip -> optimizer step), on the
+same data (the real Scientific split and its cached MiniLM features), the same batches (same loader
+seed), the same batch size and sequence length and the **same user-encoder size**. What is held
+equal is applied as config overrides to every model (:meth:`ThroughputConfig.shared_overrides`);
+each model keeps its own item side, objective and optimizer (its YAML).
+
+**Measured.** A repetition is ``steps`` training steps, the time to fetch each batch from the
+loader included (the loader prefetches in a thread). Models alternate repetition by repetition
+(:func:`benchmarks.harness.run_interleaved`), all in one process and one run, so their ratio
+is taken under the same machine load::
+
+    samples/s       = sequences trained / wall second             (median over repetitions, p10/p90)
+    interactions/s  = target positions trained / wall second      (each position predicts an item)
+    ratio_to_idrec  = samples/s(model) / samples/s(idrec)         (ratio of the medians)
+    MFU             = FLOPs per sample × samples/s / matmul peak  (see benchmarks/harness.py)
+
+FLOPs per sample are counted with ``FlopCounterMode`` on ``flop_steps`` real training steps
+(forward and backward of the dense computation: the Transformer, the projector, the logits over
+the catalogue; matmul-class operators only) divided by the sequences of those steps. The peak is a
+plain fp32 2048×2048 matmul at the same thread count, measured before and after the models (the
+best rate counts).
+
+**Adding a model.** Register a :class:`ModelSpec` in :data:`MODELS` (its YAML and overrides); the
+names in :data:`PENDING` are the families that do not exist in the code yet.
+
+Results: ``benchmarks/results/throughput.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS, TMP, REPO, current_rss_bytes, human_bytes, markdown_table, write_json
+from benchmarks.harness import (
+    Counters,
+    FlopCount,
+    HarnessConfig,
+    Measurement,
+    Spread,
+    bar_chart,
+    count_flops,
+    matmul_peak,
+    mfu,
+    result_header,
+    run_interleaved,
+    set_threads,
+    trace,
+)
+
+BASELINE = "idrec"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model family as the benchmark builds it: its experiment YAML plus overrides."""
+
+    config: str  # experiment YAML, relative to the repository root
+    description: str
+    overrides: tuple[str, ...] = ()  # KEY=VALUE on top of the YAML (before the shared ones)
+    needs_features: bool = False  # reads cached content features (model.item.features)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "idrec": ModelSpec(
+        "configs/idrec_scientific.yaml",
+        "item ids in a sharded TorchRec table (SASRec-style ID baseline)",
+    ),
+    "unim2rec": ModelSpec(
+        "configs/unim2rec_scientific.yaml",
+        "cached MiniLM text features in a sharded TorchRec table + parametric whitening / MoE projector",
+        needs_features=True,
+    ),
+}
+
+PENDING: dict[str, str] = {
+    "pmmrec": "text + vision encoders and merge-attention fusion (frozen encoders, or top layers trained end to end)",
+    "transrec": "mixture-of-modality item encoders trained end to end (frozen encoders, or top layers trained)",
+}
+
+
+@dataclass
+class UserEncoderSize:
+    """The user encoder every model gets (held equal across models)."""
+
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    inner_dim: int = 256
+
+
+@dataclass
+class ThroughputConfig:
+    models: list[str] = field(default_factory=lambda: list(MODELS))  # the baseline is always included
+    data: str = "data/prepared/scientific"  # prepared dataset (real data)
+    features: str = "data/prepared/scientific/features/minilm"  # cached content features
+    batch_size: int = 128  # sequences per step
+    max_seq_len: int = 50
+    user: UserEncoderSize = field(default_factory=UserEncoderSize)
+    seed: int = 0
+    steps: int = 4  # training steps per timed repetition
+    flop_steps: int = 2  # steps counted by FlopCounterMode (not timed)
+    matmul_size: int = 2048
+    overrides: list[str] = field(default_factory=list)  # KEY=VALUE for every model, applied last
+    harness: HarnessConfig = field(default_factory=HarnessConfig)
+    workdir: str = str(TMP / "throughput")  # run folders of the trainers (TensorBoard), traces
+    out: str = str(RESULTS)
+
+    def validate(self) -> None:
+        self.harness.validate()
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown:
+            pending = [m for m in unknown if m in PENDING]
+            detail = f" ({', '.join(pending)}: not in the code yet)" if pending else ""
+            raise ValueError(f"unknown model {unknown[0]!r}{detail}; known: {', '.join(MODELS)}")
+        if self.steps < 1 or self.flop_steps < 1 or self.batch_size < 1:
+            raise ValueError("steps, flop_steps and batch_size must be >= 1")
+
+    def model_names(self) -> list[str]:
+        return [BASELINE] + [m for m in dict.fromkeys(self.models) if m != BASELINE]
+
+    def shared_overrides(self, name: str) -> list[str]:
+        """What every model gets alike: data, batch, sequence length, user encoder, seed."""
+        u = self.user
+        return [
+            f"data.path={self.data}",
+            f"data.batch_size={self.batch_size}",
+            f"data.max_seq_len={self.max_seq_len}",
+            f"model.user.dim={u.dim}",
+            f"model.user.layers={u.layers}",
+            f"model.user.heads={u.heads}",
+            f"model.user.inner_dim={u.inner_dim}",
+            f"model.user.max_len={self.max_seq_len}",
+            f"train.seed={self.seed}",
+            f"train.out_dir={Path(self.workdir) / name}",
+            "train.progress=false",
+        ]
+
+
+def check_inputs(cfg: ThroughputConfig) -> None:
+    """Clear errors for a missing dataset or features file (with the commands that make them)."""
+    if not (Path(cfg.data) / "meta.json").exists():
+        raise FileNotFoundError(
+            f"{cfg.data}: no prepared dataset. Make it with: industrial prepare --format unisrec "
+            "--source data/amazon_scientific_unisrec --out data/prepared/scientific --row-group-size 256"
+        )
+    if any(MODELS[m].needs_features for m in cfg.models) and not Path(cfg.features).exists():
+        raise FileNotFoundError(
+            f"{cfg.features}: no features. Make them with: industrial extract --dataset {cfg.data} "
+            f"--out {cfg.features} --modality text --encoder minilm"
+        )
+
+
+# ----------------------------------------------------------------------------- one model
+class ModelRun:
+    """A model built through the training code path, stepping through its own loader."""
+
+    def __init__(self, name: str, cfg: ThroughputConfig, env: Any) -> None:
+        from industrial.config import load
+        from industrial.train.config import ExperimentConfig
+        from industrial.train.loaders import train_loader
+        from industrial.train.run import build
+        from industrial.train.trainer import Trainer
+
+        spec = MODELS[name]
+        self.name, self.spec = name, spec
+        self.overrides = [*spec.overrides, *cfg.shared_overrides(name)]
+        if spec.needs_features:
+            self.overrides.append(f"model.item.features={cfg.features}")
+        self.overrides += cfg.overrides
+        self.config = load(ExperimentConfig, REPO / spec.config, self.overrides)
+        dmp, optimizer, info = build(self.config, env)
+        self.trainer = Trainer(self.config, env, dmp, optimizer, train_loader(self.config, env, info), None, info)
+        self.steps = cfg.steps
+        self.batches = self._forever()
+        self.rss_after_build = current_rss_bytes()
+        dmp.train()
+
+    def _forever(self) -> Iterator[Any]:
+        while True:
+            empty = True
+            for batch in self.trainer.loader:
+                empty = False
+                yield batch
+            if empty:
+                raise RuntimeError(f"{self.name}: the training split yields no batch of {self.config.data.batch_size}")
+
+    def window(self, steps: int | None = None) -> Counters:
+        """``steps`` training steps (loader included); counters of what they trained."""
+        counters = {"samples": 0.0, "interactions": 0.0, "tokens": 0.0, "padded_tokens": 0.0, "loader_seconds": 0.0}
+        for _ in range(steps or self.steps):
+            t0 = time.perf_counter()
+            batch = next(self.batches)
+            counters["loader_seconds"] += time.perf_counter() - t0
+            self.trainer._step(batch)
+            history = batch.lengths("history")
+            counters["samples"] += batch.batch_size
+            counters["interactions"] += int(batch.lengths("target").sum())
+            counters["tokens"] += int(history.sum())
+            counters["padded_tokens"] += int(history.max()) * batch.batch_size  # the user encoder pads to the longest
+        return counters
+
+    def parameters(self) -> dict[str, int]:
+        """Parameter counts: user encoder, dense item side (projector...), each item table (rows x dim)."""
+        from industrial.modules.item_tables import CachedFeatureTable, ItemIdTable
+
+        model = self.trainer.dmp.module.model
+        tables = {m.table_name: m.num_items * m.dim for m in model.modules() if isinstance(m, (ItemIdTable, CachedFeatureTable))}
+        return {
+            "user_encoder": sum(p.numel() for p in model.user_encoder.parameters()),
+            "item_side_dense": sum(p.numel() for n, p in model.item_encoder.named_parameters() if "embeddings" not in n),
+            **{f"table_{name}": n for name, n in tables.items()},
+        }
+
+
+# ----------------------------------------------------------------------------- the benchmark
+def count_model_flops(model: ModelRun, steps: int) -> tuple[FlopCount, float]:
+    """FLOPs of ``steps`` real training steps and the sequences they trained (untimed: the
+    counter slows the step down)."""
+    samples: list[float] = []
+    flops = count_flops(lambda: samples.append(model.window(1)["samples"]), calls=steps)
+    return flops, sum(samples)
+
+
+def summarise(run: ModelRun, m: Measurement, flops: Any, flop_samples: float, peak: float) -> dict[str, Any]:
+    from industrial.config import to_dict
+
+    samples = m.rate("samples")
+    flops_per_sample = flops.total / flop_samples
+    return {
+        "description": run.spec.description,
+        "samples_per_s": samples.median,
+        "interactions_per_s": m.rate("interactions").median,
+        "mfu": mfu(flops_per_sample, samples.median, peak),
+        "flops_per_sample": flops_per_sample,
+        "flops_by_operator": flops.by_operator,
+        "flop_steps": flops.calls,
+        "achieved_flops_per_s": flops_per_sample * samples.median,
+        "step_seconds": Spread.of([s / run.steps for s in m.seconds]).to_dict(),
+        "loader_wait_fraction": m.total("loader_seconds") / sum(m.seconds),
+        "padding_fraction": 1.0 - m.total("tokens") / m.total("padded_tokens"),
+        "interactions_per_sample": m.total("interactions") / m.total("samples"),
+        "parameters": run.parameters(),
+        "rss_after_build_bytes": run.rss_after_build,
+        "timing": m.to_dict(rates=("samples", "interactions")),
+        "overrides": run.overrides,
+        "experiment_config": to_dict(run.config),
+    }
+
+
+def add_ratios(models: dict[str, dict[str, Any]], measurements: dict[str, Measurement]) -> None:
+    """``ratio_to_idrec`` (ratio of medians) and the spread of the per-round ratios."""
+    base = models[BASELINE]
+    base_rates = [r for r in _rates(measurements[BASELINE])]
+    for name, entry in models.items():
+        entry["ratio_to_idrec"] = entry["samples_per_s"] / base["samples_per_s"]
+        entry["interactions_ratio_to_idrec"] = entry["interactions_per_s"] / base["interactions_per_s"]
+        rounds = [a / b for a, b in zip(_rates(measurements[name]), base_rates)]
+        entry["ratio_to_idrec_per_round"] = Spread.of(rounds).to_dict()
+
+
+def _rates(m: Measurement) -> list[float]:
+    return [c["samples"] / s for c, s in zip(m.counters, m.seconds)]
+
+
+def run(cfg: ThroughputConfig) -> dict[str, Any]:
+    from industrial.distributed.env import init_distributed
+
+    cfg.validate()
+    check_inputs(cfg)
+    threads = set_threads(cfg.harness.threads)
+    env = init_distributed()
+    names = cfg.model_names()
+    print(f"throughput: {', '.join(names)} on {cfg.data} ({threads} torch threads)", file=sys.stderr, flush=True)
+    peak_before = matmul_peak(cfg.matmul_size)
+    runs = {name: ModelRun(name, cfg, env) for name in names}
+    flops = {name: count_model_flops(model, cfg.flop_steps) for name, model in runs.items()}
+    measurements = run_interleaved({name: model.window for name, model in runs.items()}, cfg.harness)
+    peak_after = matmul_peak(cfg.matmul_size)
+    peak = max(peak_before.flops_per_s, peak_after.flops_per_s)
+    traces = {}
+    if cfg.harness.trace_dir:
+        for name, model in runs.items():
+            path = Path(cfg.harness.trace_dir) / f"throughput_{name}.json"
+            table = trace(lambda: model.window(), path, calls=cfg.harness.trace_repeats)
+            (path.with_suffix(".txt")).write_text(table)
+            traces[name] = {"chrome_trace": str(path), "top_operators": str(path.with_suffix(".txt"))}
+    models = {name: summarise(runs[name], measurements[name], *flops[name], peak) for name in names}
+    add_ratios(models, measurements)
+    result = result_header("throughput", _config_dict(cfg))
+    result.update(
+        {
+            "data": {"path": cfg.data, "synthetic": False, "features": cfg.features},
+            "baseline": BASELINE,
+            "models": models,
+            "matmul_peak": {"before": peak_before.to_dict(), "after": peak_after.to_dict(), "flops_per_s": peak},
+            "goals": _goals(models),
+            "pending": PENDING,
+            "traces": traces,
+        }
+    )
+    return result
+
+
+def _goals(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    goal = 0.8
+    content = {n: m["ratio_to_idrec"] for n, m in models.items() if MODELS[n].needs_features}
+    return {
+        "content_model_ratio": {
+            "goal": f"cached-feature content model samples/s >= {goal} x IDRec at the same user-encoder size",
+            "threshold": goal,
+            "ratios": content,
+            "met": {n: r >= goal for n, r in content.items()},
+        }
+    }
+
+
+def _config_dict(cfg: ThroughputConfig) -> dict[str, Any]:
+    out = asdict(cfg)
+    out["models"] = cfg.model_names()
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+def markdown(result: dict[str, Any]) -> str:
+    models = result["models"]
+    rows = []
+    for name, m in models.items():
+        s, r = m["timing"]["samples_per_s"], m["ratio_to_idrec_per_round"]
+        rows.append(
+            [
+                name,
+                f"{m['samples_per_s']:,.0f} ({s['p10']:,.0f}–{s['p90']:,.0f})",
+                f"{m['interactions_per_s']:,.0f}",
+                f"**{m['ratio_to_idrec']:.2f}** ({r['p10']:.2f}–{r['p90']:.2f})",
+                f"{m['mfu'] * 100:.1f}%",
+                f"{m['flops_per_sample'] / 1e6:,.1f}",
+                f"{m['step_seconds']['median'] * 1000:,.0f}",
+                f"{m['padding_fraction'] * 100:.0f}%",
+                f"{m['loader_wait_fraction'] * 100:.0f}%",
+                f"{m['parameters']['user_encoder']:,}",
+            ]
+        )
+    cfg, mach = result["config"], result["machine"]
+    peak = result["matmul_peak"]["flops_per_s"]
+    goal = result["goals"]["content_model_ratio"]
+    verdicts = ", ".join(f"{n} {r:.2f}x ({'met' if goal['met'][n] else 'NOT met'})" for n, r in goal["ratios"].items())
+    return "\n".join(
+        [
+            "# Training throughput against the IDRec baseline",
+            "",
+            f"Real data: {cfg['data']} (Scientific), batch {cfg['batch_size']} sequences, max length {cfg['max_seq_len']},"
+            f" user encoder dim {cfg['user']['dim']} x {cfg['user']['layers']} layers x {cfg['user']['heads']} heads"
+            f" (inner {cfg['user']['inner_dim']}) for every model. {cfg['steps']} steps per repetition,"
+            f" {cfg['harness']['warmup']} warm-up + {cfg['harness']['repeats']} repetitions per model, models interleaved in one run."
+            f" {mach['cpu']}, {result['torch_threads']} torch thread(s), torch {result['versions']['torch']},"
+            f" torchrec {result['versions']['torchrec']}, fbgemm {result['versions']['fbgemm_gpu']}; commit {result['commit']}.",
+            "",
+            markdown_table(
+                ["model", "samples/s (p10–p90)", "interactions/s", "ratio to IDRec (per-round p10–p90)", "MFU",
+                 "MFLOP/sample", "ms/step", "padding", "loader wait", "user-encoder params"],
+                rows,
+            ),  # fmt: skip
+            "",
+            f"MFU = FLOPs per sample x samples/s / {peak / 1e9:,.1f} GFLOP/s (best fp32 {cfg['matmul_size']}² matmul,"
+            f" same threads, same run). FLOPs: FlopCounterMode on {cfg['flop_steps']} real steps, forward + backward,"
+            " matmul-class operators only (Transformer, projector, logits over the catalogue); element-wise work,"
+            " embedding lookups and optimizer updates are not counted. Interactions = target positions trained."
+            " Padding = share of the user encoder's tokens that are padding (each batch is padded to its longest sequence).",
+            "",
+            f"Goal (content model >= {goal['threshold']}x IDRec samples/s): {verdicts}.",
+            "",
+            "Pending model families (not in the code yet): " + "; ".join(f"`{k}` ({v})" for k, v in result["pending"].items()) + ".",
+            "",
+            f"Peak RSS of the run: {human_bytes(result['peak_rss_bytes'])}.",
+            "",
+        ]
+    )
+
+
+def chart(result: dict[str, Any], path: Path) -> Path:
+    models = result["models"]
+    names = list(models)
+    spreads = [m["timing"]["samples_per_s"] for m in models.values()]
+    return bar_chart(
+        path,
+        names,
+        [m["samples_per_s"] for m in models.values()],
+        low=[s["p10"] for s in spreads],
+        high=[s["p90"] for s in spreads],
+        title="Training samples/s (median, p10–p90)",
+        ylabel="samples / s",
+        reference=(0.8 * models[BASELINE]["samples_per_s"], "0.8 x IDRec"),
+        annotations=[f"{m['ratio_to_idrec']:.2f}x, MFU {m['mfu'] * 100:.1f}%" for m in models.values()],
+    )
+
+
+def write(result: dict[str, Any], out: str | Path) -> None:
+    out = Path(out)
+    write_json(result, out / "throughput.json")
+    (out / "throughput.md").write_text(markdown(result))
+    chart(result, out / "throughput.png")
+
+
+# ----------------------------------------------------------------------------- CLI
+def parse_args(argv: list[str] | None) -> ThroughputConfig:
+    d, h = ThroughputConfig(), HarnessConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default=",".join(d.models), help=f"comma separated, from {', '.join(MODELS)} (idrec always runs)")
+    p.add_argument("--data", default=d.data)
+    p.add_argument("--features", default=d.features)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--max-seq-len", type=int, default=d.max_seq_len)
+    p.add_argument("--dim", type=int, default=d.user.dim)
+    p.add_argument("--layers", type=int, default=d.user.layers)
+    p.add_argument("--heads", type=int, default=d.user.heads)
+    p.add_argument("--inner-dim", type=int, default=d.user.inner_dim)
+    p.add_argument("--steps", type=int, default=d.steps, help="training steps per timed repetition")
+    p.add_argument("--flop-steps", type=int, default=d.flop_steps)
+    p.add_argument("--warmup", type=int, default=h.warmup)
+    p.add_argument("--repeats", type=int, default=h.repeats)
+    p.add_argument("--threads", type=int, default=h.threads, help="torch threads (0: torch's default)")
+    p.add_argument("--matmul-size", type=int, default=d.matmul_size)
+    p.add_argument("--trace", action="store_true", help="also write a torch.profiler trace of each model")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override for every model")
+    p.add_argument("--workdir", default=d.workdir)
+    p.add_argument("--out", default=d.out)
+    a = p.parse_args(argv)
+    return ThroughputConfig(
+        models=[m.strip() for m in a.models.split(",") if m.strip()],
+        data=a.data,
+        features=a.features,
+        batch_size=a.batch_size,
+        max_seq_len=a.max_seq_len,
+        user=UserEncoderSize(a.dim, a.layers, a.heads, a.inner_dim),
+        steps=a.steps,
+        flop_steps=a.flop_steps,
+        matmul_size=a.matmul_size,
+        overrides=a.overrides,
+        harness=HarnessConfig(
+            warmup=a.warmup, repeats=a.repeats, threads=a.threads, trace_dir=str(Path(a.workdir) / "traces") if a.trace else ""
+        ),
+        workdir=a.workdir,
+        out=a.out,
+    )
+
+
+def quiet() -> None:
+    """Keep the benchmark's output to its results (TorchRec's planner warnings are noise here)."""
+    warnings.filterwarnings("ignore")
+    logging.getLogger("torchrec").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet()
+    cfg = parse_args(argv)
+    try:
+        result = run(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"benchmarks.throughput: {err}", file=sys.stderr)
+        return 2
+    write(result, cfg.out)
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
