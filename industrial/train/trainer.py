@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
+from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from industrial.config import dump
 from industrial.data.batch import SequenceBatch
@@ -107,7 +108,8 @@ class Trainer:
         self.checkpoints = self.out / "checkpoints"
         self.state = TrainState()
         self.writer = SummaryWriter(str(self.out / "tensorboard")) if env.is_main else None
-        self.dense_params = [p for n, p in dmp.named_parameters() if p.requires_grad and "embeddings" not in n]
+        # clipped parameters: every trainable one whose optimizer is not fused into the backward
+        self.dense_params = [p for _, p in in_backward_optimizer_filter(dmp.named_parameters(), include=False) if p.requires_grad]
 
     # ------------------------------------------------------------------ checkpoints
     def _sharded_state(self) -> dict[str, Any]:
