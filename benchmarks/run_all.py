@@ -8,7 +8,7 @@
 Each benchmark runs as ``python -m benchmarks.<name> <args> --out <folder>`` in its own process (a
 failure in one does not stop the others; the exit status is 1 if any failed). Its output goes to
 ``benchmarks/results/tmp/run_all/<name>.log``; a summary (command, status, wall time of each) to
-``benchmarks/results/run_all.json``. The sizes are in :data:`STEPS`; the default run is sized to
+``benchmarks/results/run_all.json`` (for a run with ``--only``/``--skip``: beside the logs). The sizes are in :data:`STEPS`; the default run is sized to
 fit 20 minutes on the 2-core development machine while other work shares it:
 
 - ``loader``: 1M and 10M interactions, 2 repeats (its own default adds 50M and a third repeat);
@@ -89,6 +89,14 @@ class RunAllConfig:
             raise ValueError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(s.name for s in STEPS)}")
         return [s for s in STEPS if (not self.only or s.name in self.only) and s.name not in self.skip]
 
+    def summary_path(self) -> Path:
+        """A full run's summary is ``results/run_all.json``; a quick or partial run's goes to tmp."""
+        if self.quick:
+            return QUICK / "run_all.json"
+        if self.only or self.skip:
+            return Path(self.logs) / "run_all.json"
+        return Path(self.out) / "run_all.json"
+
     def results_folder(self, step: Step) -> Path:
         if self.quick:
             return QUICK
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "commit": git_commit(),
     }
-    write_json(summary, (QUICK if cfg.quick else Path(cfg.out)) / "run_all.json")
+    write_json(summary, cfg.summary_path())
     rows = [[r.name, r.status, f"{r.seconds:.0f}"] for r in results]
     print("\n" + markdown_table(["benchmark", "status", "seconds"], rows) + f"\n\ntotal: {total / 60:.1f} min")
     return 0 if all(r.status == "ok" for r in results) else 1

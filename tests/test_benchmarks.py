@@ -183,3 +183,7 @@ def test_run_all_plans_every_benchmark(capsys):
     assert run_all.main(["--dry-run", "--quick", "--only", "throughput"]) == 0
     assert "--repeats 3" in capsys.readouterr().out
     assert run_all.main(["--only", "nope"]) == 2
+    # only a full run replaces results/run_all.json
+    assert run_all.RunAllConfig().summary_path() == run_all.RESULTS / "run_all.json"
+    assert run_all.RunAllConfig(only=["scaling"]).summary_path() != run_all.RESULTS / "run_all.json"
+    assert run_all.RunAllConfig(quick=True).summary_path().is_relative_to(run_all.TMP)
