@@ -300,6 +300,33 @@ def test_moe_adaptor_shapes_and_uniform_gate():
     assert moe.experts[0].lin.weight.grad is not None
 
 
+@pytest.mark.parametrize("mask", ["shared", "per_expert"])
+def test_moe_adaptor_fused_matmul_equals_the_sum_of_gated_experts(mask):
+    torch.manual_seed(0)
+    moe = MoEAdaptor(ProjectorConfig(in_dim=12, out_dim=5, n_exps=4, dropout=0.0, noisy_gating=False, dropout_mask=mask))
+    with torch.no_grad():
+        moe.w_gate.normal_()
+        for expert in moe.experts:
+            expert.bias.normal_()
+    moe.train()
+    x = torch.randn(3, 6, 12)
+    expected = (moe.gates(x).unsqueeze(-1) * torch.stack([e(x) for e in moe.experts], dim=-2)).sum(-2)
+    assert torch.allclose(moe(x), expected, atol=1e-5)
+
+
+def test_moe_adaptor_dropout_masks():
+    torch.manual_seed(0)
+    x = torch.ones(50, 12)
+    for mask in ("shared", "per_expert"):
+        moe = MoEAdaptor(ProjectorConfig(in_dim=12, out_dim=5, n_exps=4, dropout=0.5, noisy_gating=False, dropout_mask=mask))
+        moe.train()
+        assert not torch.allclose(moe(x), moe(x))  # dropout is on in training
+        moe.eval()
+        assert torch.allclose(moe(x), moe(x))
+    with pytest.raises(ValueError, match="dropout_mask"):
+        MoEAdaptor(ProjectorConfig(dropout_mask="sometimes"))
+
+
 # --------------------------------------------------------------------------- images
 
 

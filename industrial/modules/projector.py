@@ -12,6 +12,13 @@ Mixture-of-experts adaptor with ``K`` experts (UniSRec: K = 8, d_in = 768 → d_
 
 ``W_gate`` and ``W_noise`` (``[d_in, K]``) are initialised to 0, so at evaluation the gate starts
 uniform and ``MoE(x)`` is the mean of the experts. No top-k is applied: all experts are mixed.
+
+Computed in one matmul: with ``x̃`` the dropped-out input and ``W = [W_1; …; W_K]``
+(``[K·d_out, d_in]``), ``MoE(x) = Σ_k g_k ⊙ (W x̃)_k − Σ_k g_k ⊙ (W_k b_k)``. UniSRec draws an
+independent dropout mask per expert (``dropout_mask="per_expert"``, a batched matmul over ``K``
+copies of the input); the default ``"shared"`` draws one mask for all experts, the same
+expectation at ``1/K`` of the random draws, which dominate the adaptor's cost on CPUs when the
+whole catalogue is projected at every step (``benchmarks/throughput.py``).
 Parameter names follow UniSRec (``experts.{k}.bias``, ``experts.{k}.lin.weight``, ``w_gate``,
 ``w_noise``), so its adaptor weights load with ``load_state_dict``.
 
@@ -42,10 +49,14 @@ class ProjectorConfig:
     noisy_gating: bool = True
     #: The constant added to the noise scale.
     noise_epsilon: float = 1e-2
+    #: "shared": one input dropout mask for all experts; "per_expert": one each (UniSRec).
+    dropout_mask: str = "shared"
 
     def validate(self) -> None:
         if min(self.in_dim, self.out_dim, self.n_exps) <= 0:
             raise ValueError(f"in_dim, out_dim and n_exps must be positive, got {self.in_dim}, {self.out_dim}, {self.n_exps}")
+        if self.dropout_mask not in ("shared", "per_expert"):
+            raise ValueError(f"dropout_mask must be 'shared' or 'per_expert', got {self.dropout_mask!r}")
 
 
 class PWLayer(nn.Module):
@@ -92,5 +103,16 @@ class MoEAdaptor(nn.Module):
         return torch.softmax(logits, dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
-        experts = torch.stack([expert(x) for expert in self.experts], dim=-2)  # [..., K, out_dim]
-        return (self.gates(x).unsqueeze(-1) * experts).sum(dim=-2)
+        cfg = self.config
+        weight = torch.stack([expert.lin.weight for expert in self.experts])  # [K, out, in]
+        bias = torch.stack([expert.bias for expert in self.experts])  # [K, in]
+        flat = x.reshape(-1, cfg.in_dim)
+        if cfg.dropout_mask == "per_expert" and self.training and cfg.dropout > 0:
+            dropped = F.dropout(flat.expand(cfg.n_exps, -1, -1), cfg.dropout, training=True)  # [K, n, in]
+            experts = torch.bmm(dropped, weight.transpose(1, 2)).transpose(0, 1)  # [n, K, out]
+        else:
+            dropped = F.dropout(flat, cfg.dropout, training=self.training)
+            experts = (dropped @ weight.reshape(-1, cfg.in_dim).T).view(-1, cfg.n_exps, cfg.out_dim)
+        experts = experts - torch.bmm(weight, bias.unsqueeze(-1)).squeeze(-1)  # − W_k b_k
+        mixed = (self.gates(flat).unsqueeze(-1) * experts).sum(dim=-2)
+        return mixed.view(*x.shape[:-1], cfg.out_dim)

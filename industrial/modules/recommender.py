@@ -62,8 +62,8 @@ class CachedFeatureItemEncoder(ItemEncoder):
         self.num_items = table.num_items
 
     def forward(self, items: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
-        features = self.table(items)
-        out = {role: self.projector(jagged.values()) for role, jagged in features.items()}
+        features = self.table(items)  # frozen: detached, so no gradient is computed for them
+        out = {role: self.projector(jagged.values().detach()) for role, jagged in features.items()}
         if self.id_table is not None:
             for role, jagged in self.id_table(items).items():
                 out[role] = out[role] + jagged.values()
@@ -89,9 +89,16 @@ class Recommender(nn.Module):
     def num_items(self) -> int:
         return self.item_encoder.num_items
 
-    def encode(self, batch: SequenceBatch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Item vectors by role and the user states at every history position ``[sum L, D]``."""
-        vectors = self.item_encoder(batch.items)
+    def encode(self, batch: SequenceBatch, catalogue: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Item vectors by role and the user states at every history position ``[sum L, D]``.
+
+        With ``catalogue`` (every item's vector, ``[N, D]``, already computed for a full-softmax
+        objective) the batch's vectors are its rows, so no item is encoded twice in one step.
+        """
+        if catalogue is None:
+            vectors = self.item_encoder(batch.items)
+        else:
+            vectors = {role: catalogue[batch.values(role)] for role in batch.items.keys()}
         history_ids = batch.values("history")
         domains = self.item_domains[history_ids] if self.item_domains.numel() else None
         states = self.user_encoder(vectors["history"], batch.lengths("history"), domains)
@@ -122,7 +129,8 @@ class NextItemTask(nn.Module):
         self.register_buffer("item_log_q", item_log_q if item_log_q is not None else torch.zeros(0))
 
     def scoring_inputs(self, batch: SequenceBatch) -> ScoringInputs:
-        vectors, states = self.model.encode(batch)
+        catalogue = self.model.encode_items() if getattr(self.loss, "needs_catalogue", False) else None
+        vectors, states = self.model.encode(batch, catalogue)
         history_lengths = batch.lengths("history")
         target_lengths = batch.lengths("target")
         target_ids = batch.values("target")
@@ -138,7 +146,6 @@ class NextItemTask(nn.Module):
             per_target = vectors["negative"].shape[0] // max(target_ids.numel(), 1)
             negative_ids = batch.values("negative").view(-1, per_target)
             negatives = vectors["negative"].view(negative_ids.shape[0], per_target, -1)
-        catalogue = self.model.encode_items() if getattr(self.loss, "needs_catalogue", False) else None
         log_q = self.item_log_q[target_ids] if self.item_log_q.numel() else None
         return ScoringInputs(
             queries=queries,

@@ -63,7 +63,14 @@ def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
     feature_dim = _feature_dim(cfg)
     proj = cfg.model.item.projector
     projector = MoEAdaptor(
-        ProjectorConfig(in_dim=feature_dim, out_dim=dim, n_exps=proj.experts, dropout=proj.dropout, noisy_gating=proj.noise)
+        ProjectorConfig(
+            in_dim=feature_dim,
+            out_dim=dim,
+            n_exps=proj.experts,
+            dropout=proj.dropout,
+            noisy_gating=proj.noise,
+            dropout_mask=proj.dropout_mask,
+        )
     )
     id_table = ItemIdTable(info.num_items, dim) if kind == "cached+id" else None
     return CachedFeatureItemEncoder(CachedFeatureTable(info.num_items, feature_dim), projector, dim, id_table)

@@ -39,6 +39,7 @@ class ProjectorSettings:
     experts: int = 8  # whitening experts mixed by the gate (UniSRec n_exps)
     dropout: float = 0.2  # dropout on the input features (UniSRec adaptor_dropout_prob)
     noise: bool = True  # noisy gate during training
+    dropout_mask: Literal["shared", "per_expert"] = "shared"  # one input dropout mask for all experts, or one each (UniSRec)
 
 
 @dataclass
