@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:  # the benchmarks package lives beside the install
 
 from benchmarks import harness, recbole_sasrec, run_all, scaling, throughput  # noqa: E402
 
-TINY_MODEL = ["--batch-size", "16", "--max-seq-len", "8", "--dim", "16", "--layers", "1", "--heads", "2", "--inner-dim", "32"]
+TINY_MODEL = ["--batch-sizes", "8,16", "--max-seq-len", "8", "--dim", "16", "--layers", "1", "--heads", "2", "--inner-dim", "32"]
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,10 @@ def test_throughput_writes_models_ratios_and_mfu(tiny, tmp_path):
         assert m["parameters"]["user_encoder"] == result["models"]["idrec"]["parameters"]["user_encoder"]
         assert m["experiment_config"]["model"]["user"]["dim"] == 16
     assert result["models"]["idrec"]["ratio_to_idrec"] == 1.0
+    assert result["batch_size"] == 16 and set(result["by_batch_size"]) == {"8", "16"}
+    for models in result["by_batch_size"].values():
+        assert models["idrec"]["ratio_to_idrec"] == 1.0 and models["unim2rec"]["samples_per_s"] > 0
+    assert set(result["goals"]["content_model_ratio"]["ratios_by_batch_size"]) == {"8", "16"}
     assert result["models"]["idrec"]["parameters"]["table_item_id"] > 0
     assert result["models"]["unim2rec"]["parameters"]["table_item_features"] > 0
     assert result["versions"]["torch"] and "fbgemm_gpu" in result["versions"] and result["commit"]
