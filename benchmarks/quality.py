@@ -42,6 +42,7 @@ class QualityRun:
     overrides: tuple[str, ...] = ()
     pretrained: str | None = None  # name of the run whose best checkpoint this one starts from
     transfer: tuple[str, ...] = ()  # parts copied from it (industrial finetune --transfer)
+    source: bool = False  # a pre-training run on a source domain: trained, reported apart (not a Scientific model)
 
 
 SCIENTIFIC: dict[str, QualityRun] = {
@@ -50,9 +51,19 @@ SCIENTIFIC: dict[str, QualityRun] = {
         "configs/unim2rec_scientific.yaml", "cached MiniLM text features + whitening/MoE projector (text only, inductive)"
     ),
     "unim2rec_id": QualityRun(
-        "configs/unim2rec_scientific.yaml",
-        "cached MiniLM text features + projector + item-id embedding (transductive)",
-        ("model.item.kind=cached+id",),
+        "configs/unim2rec_id_scientific.yaml",
+        "cached MiniLM text features + projector + item-id embedding (transductive), dot-product softmax",
+    ),
+    "unim2rec_office": QualityRun(
+        "configs/unim2rec_office_pretrain.yaml",
+        "pre-training on Amazon Office (source domain): sequence-item + sequence-sequence contrastive",
+        source=True,
+    ),
+    "unim2rec_id_office": QualityRun(
+        "configs/unim2rec_id_scientific.yaml",
+        "unim2rec_id fine-tuned from the Office pre-training (projector + user encoder transferred)",
+        pretrained="unim2rec_office",
+        transfer=("projector", "user_encoder"),
     ),
 }
 
@@ -131,11 +142,14 @@ def run(cfg: QualityConfig) -> dict[str, Any]:
         for name in cfg.models:
             print(shlex.join(command_of(name, cfg)))
         return {}
-    models = {name: train_one(name, cfg) for name in cfg.models}
+    trained = {name: train_one(name, cfg) for name in cfg.models}
+    models = {name: entry for name, entry in trained.items() if not SCIENTIFIC[name].source}
+    sources = {name: entry for name, entry in trained.items() if SCIENTIFIC[name].source}
     return {
         "benchmark": "quality_scientific",
         "data": "Amazon Scientific (UniSRec split, leave-one-out), full ranking over all 4,385 items, history excluded",
         "models": models,
+        "pretraining": sources,
         "published": PUBLISHED,
         "goals": _goals(models),
         "command": "python -m benchmarks.quality " + " ".join(sys.argv[1:]),
@@ -175,7 +189,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Commands:",
         "",
-        *(f"- `{name}`: `{m['command']}`" for name, m in result["models"].items()),
+        *(f"- `{name}`: `{m['command']}`" for name, m in {**result["pretraining"], **result["models"]}.items()),
         "",
     ]
     return "\n".join(lines)

@@ -11,7 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -25,28 +24,9 @@ TINY_MODEL = ["--batch-sizes", "8,16", "--max-seq-len", "8", "--dim", "16", "--l
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
+def tiny(tiny_cached) -> dict[str, Path]:
     """A tiny prepared dataset and a features folder (random 24-d vectors) for it."""
-    from industrial.data.synth import SynthConfig, generate
-
-    root = tmp_path_factory.mktemp("bench")
-    data = root / "data"
-    generate(SynthConfig(out=str(data), users=120, items=60, domains=1, mean_seq_len=6, seed=0))
-    n_items = _num_items(data)
-    features = root / "features"
-    features.mkdir()
-    np.save(features / "features.npy", np.random.default_rng(0).standard_normal((n_items, 24)).astype(np.float32))
-    np.save(features / "present.npy", np.ones(n_items, dtype=bool))
-    info = {"format": "industrial.features/1", "modality": "text", "dim": 24, "n_items": n_items,
-            "files": {"features": "features.npy", "present": "present.npy"}}  # fmt: skip
-    (features / "info.json").write_text(json.dumps(info))
-    return {"root": root, "data": data, "features": features}
-
-
-def _num_items(data: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.read_metadata(data / "items.parquet").num_rows
+    return tiny_cached
 
 
 # ----------------------------------------------------------------------------- harness
