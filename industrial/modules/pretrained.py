@@ -246,14 +246,18 @@ def fully_frozen(model: nn.Module) -> bool:
 
 
 def keep_frozen_parts_in_eval(model: nn.Module) -> None:
-    """Put a fully frozen model in eval mode, and any frozen BatchNorm in eval mode.
+    """Put a fully frozen model in eval mode, and every frozen part of a partly trainable one.
 
     A frozen backbone is a fixed function (no dropout noise), and a frozen BatchNorm must not keep
-    updating its running statistics in training mode.
+    updating its running statistics in training mode. With only the top layers trainable, every
+    sub-module whose parameters are all frozen (the embeddings, the lower layers) runs in eval mode
+    too: its dropout is off, so the frozen part computes the same function as at inference.
     """
     if fully_frozen(model):
         model.eval()
         return
     for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+        params = list(module.parameters())
+        frozen = not any(p.requires_grad for p in params)
+        if frozen and (params or isinstance(module, nn.modules.batchnorm._BatchNorm)):
             module.eval()

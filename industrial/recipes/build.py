@@ -58,6 +58,10 @@ def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
         return IdItemEncoder(ItemIdTable(info.num_items, dim))
     if kind == "text":
         return build_text_items(cfg, info)
+    if kind == "multimodal":
+        from industrial.modules.multimodal import build_multimodal_items
+
+        return build_multimodal_items(cfg.model.item.multimodal, dim, info.path, info.num_items)
     from industrial.modules.projector import MoEAdaptor, ProjectorConfig
 
     feature_dim = _feature_dim(cfg)
@@ -99,8 +103,13 @@ def _feature_dim(cfg: ExperimentConfig) -> int:
     return int(read_features_info(cfg.model.item.features)["dim"])
 
 
-def build_task(cfg: ExperimentConfig, info: DatasetInfo) -> NextItemTask:
-    """The model and its objective, tables still on ``meta``."""
+def build_task(cfg: ExperimentConfig, info: DatasetInfo) -> nn.Module:
+    """The model and its objective (``task(batch) -> (loss, logs)``), tables still on ``meta``.
+
+    ``loss.kind`` picks the task: next-item prediction (:class:`NextItemTask`), TransRec's CPC
+    (:mod:`industrial.recipes.transrec`), PMMRec's pre-training (:mod:`industrial.recipes.pmmrec`)
+    or UniM2Rec's (:mod:`industrial.recipes.unim2rec`).
+    """
     user_cfg = cfg.model.user
     if cfg.model.domain_embedding:
         user_cfg.num_domains = len(info.domains)
@@ -109,6 +118,19 @@ def build_task(cfg: ExperimentConfig, info: DatasetInfo) -> NextItemTask:
         UserEncoder(user_cfg),
         item_domains=info.item_domains if cfg.model.domain_embedding else None,
     )
+    if cfg.loss.kind == "cpc":
+        from industrial.recipes.transrec import CPCTask
+
+        return CPCTask(model, cfg.loss.cpc)
+    if cfg.loss.kind == "unim2rec":
+        from industrial.recipes.unim2rec import UniM2RecPretrainTask
+
+        return UniM2RecPretrainTask(model, cfg.loss.unim2rec)
+    if cfg.loss.kind == "pmmrec":
+        from industrial.recipes.pmmrec import PMMRecPretrainTask
+
+        next_item = SampledSoftmaxLoss(cfg.loss.temperature, cfg.loss.normalize, cfg.loss.logq_correction)
+        return PMMRecPretrainTask(model, cfg.loss.pmmrec, next_item, item_log_q=info.item_log_q)
     return NextItemTask(model, build_loss(cfg.loss), item_log_q=info.item_log_q)
 
 

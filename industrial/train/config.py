@@ -10,8 +10,12 @@ from typing import Literal
 
 from industrial.data.augment import AugmentConfig
 from industrial.distributed.sharding import OptimConfig, ShardingConfig
+from industrial.modules.multimodal import MultiModalConfig
 from industrial.modules.text import TextEncoderConfig
 from industrial.modules.user_encoder import UserEncoderConfig
+from industrial.recipes.pmmrec import PMMRecSettings
+from industrial.recipes.transrec import CPCSettings
+from industrial.recipes.unim2rec import UniM2RecSettings
 
 
 @dataclass
@@ -45,8 +49,9 @@ class ProjectorSettings:
 @dataclass
 class ItemConfig:
     # id: a trainable id table (IDRec); cached: frozen content features + projector;
-    # cached+id: both, summed (transductive); text: a text encoder trained end to end
-    kind: Literal["id", "cached", "cached+id", "text"] = "id"
+    # cached+id: both, summed (transductive); text: a text encoder trained end to end;
+    # multimodal: text and vision encoders trained end to end, fused (PMMRec) or mixed (TransRec)
+    kind: Literal["id", "cached", "cached+id", "text", "multimodal"] = "id"
     features: str = ""  # features file written by `industrial extract` (kind cached*)
     # standardise each feature dimension over the items that have the feature (zero mean, unit
     # variance) before it enters the table: sentence encoders emit unit-norm vectors, ~20x smaller
@@ -55,10 +60,14 @@ class ItemConfig:
     projector: ProjectorSettings = field(default_factory=ProjectorSettings)
     # kind text: the encoder (out_dim is set to model.user.dim); see industrial/modules/text.py
     text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(trainable_top_layers=1, max_length=64))
+    # kind multimodal: encoders, fusion / mixture, image size; see industrial/modules/multimodal.py
+    multimodal: MultiModalConfig = field(default_factory=MultiModalConfig)
 
     def validate(self) -> None:
         if self.kind.startswith("cached") and not self.features:
             raise ValueError("features: kind=cached needs a features file from `industrial extract`")
+        if self.kind == "multimodal":
+            self.multimodal.validate()
 
 
 @dataclass
@@ -70,10 +79,16 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    kind: Literal["full_softmax", "sampled_softmax", "bce"] = "full_softmax"
+    # full_softmax / sampled_softmax / bce: next-item prediction at every position;
+    # cpc: TransRec stage 2 (one user vector vs its next items); pmmrec: PMMRec pre-training;
+    # unim2rec: UniM2Rec / UniSRec pre-training (sequence-item + sequence-sequence contrastive)
+    kind: Literal["full_softmax", "sampled_softmax", "bce", "cpc", "pmmrec", "unim2rec"] = "full_softmax"
     temperature: float = 1.0  # logits are similarity / temperature
     normalize: bool = False  # cosine similarity instead of a dot product
-    logq_correction: bool = True  # sampled_softmax: subtract log popularity of in-batch candidates
+    logq_correction: bool = True  # sampled_softmax (and pmmrec's next_item): subtract log popularity of in-batch candidates
+    cpc: CPCSettings = field(default_factory=CPCSettings)  # kind cpc; see industrial/recipes/transrec.py
+    pmmrec: PMMRecSettings = field(default_factory=PMMRecSettings)  # kind pmmrec; see industrial/recipes/pmmrec.py
+    unim2rec: UniM2RecSettings = field(default_factory=UniM2RecSettings)  # kind unim2rec; see industrial/recipes/unim2rec.py
 
 
 @dataclass
@@ -116,10 +131,22 @@ class ExperimentConfig:
             raise ValueError(
                 f"model.user.max_len={self.model.user.max_len} is shorter than data.max_seq_len={self.data.max_seq_len}"
             )
-        if self.model.item.kind == "text" and self.loss.kind == "full_softmax":
+        if self.model.item.kind in ("text", "multimodal") and self.loss.kind == "full_softmax":
             raise ValueError(
                 "loss.kind=full_softmax encodes the whole catalogue at every step; with an end-to-end "
-                "text encoder (model.item.kind=text) use sampled_softmax or bce"
+                f"encoder (model.item.kind={self.model.item.kind}) use sampled_softmax or bce"
             )
-        if self.loss.kind == "bce" and self.data.num_negatives < 1:
-            raise ValueError("loss.kind=bce needs data.num_negatives >= 1")
+        if self.loss.kind in ("bce", "cpc") and self.data.num_negatives < 1:
+            raise ValueError(f"loss.kind={self.loss.kind} needs data.num_negatives >= 1")
+        pmmrec = self.loss.pmmrec
+        if self.loss.kind == "pmmrec" and pmmrec.nicl > 0 and self.model.item.kind != "multimodal":
+            raise ValueError("loss.pmmrec.nicl > 0 needs text and image vectors: model.item.kind=multimodal")
+        every_position = self.loss.kind in ("full_softmax", "sampled_softmax", "bce", "unim2rec") or (
+            self.loss.kind == "pmmrec" and pmmrec.next_item > 0
+        )
+        if not self.model.user.causal and every_position:
+            raise ValueError(
+                f"model.user.causal=false lets every position see the items after it, so loss.kind={self.loss.kind} "
+                "(next-item prediction at every position) would read its own targets; use loss.kind=cpc "
+                "(TransRec stage 2: the user vector reads only the history before its positives)"
+            )

@@ -9,8 +9,12 @@ part                parameters
 ==================  ==============================================================
 ``user_encoder``    ``model.user_encoder.*`` (Transformer, positions, domains)
 ``projector``       ``model.item_encoder.projector.*`` (whitening + MoE)
-``text_encoder``    ``model.item_encoder.encoder.*`` and ``missing`` (end-to-end text)
-``item_encoder``    every dense parameter of ``model.item_encoder`` (projector or text encoder)
+``text_encoder``    ``model.item_encoder.encoder.*`` and ``missing`` (end-to-end text), or
+                    ``model.item_encoder.text_encoder.*`` (multi-modal)
+``vision_encoder``  ``model.item_encoder.vision_encoder.*`` (multi-modal)
+``fusion``          ``model.item_encoder.fusion.*`` (multi-modal, PMMRec merge-attention)
+``item_encoder``    every dense parameter of ``model.item_encoder`` (projector, text encoder, or the
+                    multi-modal encoders, fusion, modality embedding and ``no_content`` vector)
 ``all``             ``user_encoder`` + ``item_encoder``
 ==================  ==============================================================
 
@@ -33,8 +37,19 @@ from industrial.train.checkpoint import SafeFileSystemReader, find_checkpoint
 PART_PREFIXES: dict[str, tuple[str, ...]] = {
     "user_encoder": ("model.user_encoder.",),
     "projector": ("model.item_encoder.projector.",),
-    "text_encoder": ("model.item_encoder.encoder.", "model.item_encoder.missing"),
-    "item_encoder": ("model.item_encoder.projector.", "model.item_encoder.encoder.", "model.item_encoder.missing"),
+    "text_encoder": ("model.item_encoder.encoder.", "model.item_encoder.missing", "model.item_encoder.text_encoder."),
+    "vision_encoder": ("model.item_encoder.vision_encoder.",),
+    "fusion": ("model.item_encoder.fusion.",),
+    "item_encoder": (
+        "model.item_encoder.projector.",
+        "model.item_encoder.encoder.",
+        "model.item_encoder.missing",
+        "model.item_encoder.text_encoder.",
+        "model.item_encoder.vision_encoder.",
+        "model.item_encoder.fusion.",
+        "model.item_encoder.modality_embedding.",
+        "model.item_encoder.no_content",
+    ),
 }
 PART_PREFIXES["all"] = PART_PREFIXES["user_encoder"] + PART_PREFIXES["item_encoder"]
 _DCP_PREFIX = "model."  # checkpoints store {"model": dmp.state_dict(), "optimizer": ...}
