@@ -14,9 +14,11 @@ fit 20 minutes on the 2-core development machine while other work shares it:
 - ``loader``: 1M and 10M interactions, 2 repeats (its own default adds 50M and a third repeat);
 - ``evaluate``: 5,000 users x 1,000,000 items, the ceiling on a quarter of each slice (its own
   default, 100,000 users, took 45 minutes here);
-- ``throughput``: idrec and unim2rec, 8 repetitions of 4 steps (its default);
+- ``throughput``: every model family, 5 repetitions (its default: 8); idrec and unim2rec at
+  batch 128 and 512 (4 steps per repetition), the end-to-end pmmrec / transrec variants at 16
+  (1 step per repetition);
 - ``scaling``: 1 vs 2 processes, item tables of 10^4..10^7 rows (its default);
-- ``recbole_sasrec``: a training budget of 180 s per side (RecBole's SASRec finishes about one
+- ``recbole_sasrec``: a training budget of 150 s per side (RecBole's SASRec finishes about one
   epoch in it here, ours several: time per epoch, and the quality each reaches in equal time, not
   converged quality: run the module alone with ``--epochs 300 --time-budget 0`` for that).
 
@@ -55,9 +57,9 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step("loader", ("--sizes", "1M,10M", "--repeats", "2"), ("--sizes", "1M", "--repeats", "1"), reduced=True),
     Step("evaluate", ("--users", "5000", "--ceiling-fraction", "0.25"), ("--users", "2000", "--items", "200000"), reduced=True),
-    Step("throughput", (), ("--repeats", "3", "--steps", "2", "--flop-steps", "1")),
+    Step("throughput", ("--repeats", "5"), ("--models", "idrec,unim2rec", "--repeats", "3", "--steps", "2", "--flop-steps", "1")),
     Step("scaling", (), ("--rows", "1e4,1e5", "--repeats", "3", "--steps", "2")),
-    Step("recbole_sasrec", ("--epochs", "50", "--time-budget", "180"), ("--epochs", "1", "--time-budget", "60")),
+    Step("recbole_sasrec", ("--epochs", "50", "--time-budget", "150"), ("--epochs", "1", "--time-budget", "60")),
 )
 REDUCED = RESULTS / "make_bench"
 QUICK = TMP / "quick"
