@@ -143,9 +143,9 @@ def processes_worker(config_json: str, threads: int, out_dir: str) -> None:
 
     pc = ProcessesConfig(**json.loads(config_json))
     env = _quiet_worker(threads)
-    tcfg = ThroughputConfig(models=[pc.model], data=pc.data, batch_size=pc.batch_size, steps=pc.steps,
+    tcfg = ThroughputConfig(models=[pc.model], data=pc.data, batch_sizes=[pc.batch_size], steps=pc.steps,
                             workdir=str(Path(out_dir) / "runs"))  # fmt: skip
-    model = ModelRun(pc.model, tcfg, env)
+    model = ModelRun(pc.model, tcfg, env, pc.batch_size)
     plan = str(model.trainer.dmp.plan)
     for _ in range(pc.warmup):
         model.window()

@@ -462,7 +462,10 @@ def markdown(result: dict[str, Any]) -> str:
             f" same threads, same run). FLOPs: FlopCounterMode on {cfg['flop_steps']} real steps, forward + backward,"
             " matmul-class operators only (Transformer, projector, logits over the catalogue); element-wise work,"
             " embedding lookups and optimizer updates are not counted. Interactions = target positions trained."
-            " Padding = share of the user encoder's tokens that are padding (each batch is padded to its longest sequence).",
+            " Padding = share of the user encoder's tokens that are padding (each batch is padded to its longest sequence)."
+            " The `*_frozen` models keep a frozen encoder's output per item after its first encoding, so their timed steps"
+            " encode only items not seen before while their FLOPs are counted on the first steps (every item new):"
+            " their MFU is an upper bound.",
             "",
             f"Goal (content model >= {goal['threshold']}x IDRec samples/s, batch {goal['batch_size']}): {verdicts}.",
             "",
