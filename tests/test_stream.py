@@ -89,6 +89,8 @@ def test_training_batch_matches_make_batch(tmp_path):
     assert batch.items.lengths().tolist() == expected.items.lengths().tolist()
     assert batch.items.values().tolist() == expected.items.values().tolist()
     assert batch.items.stride() == expected.items.stride() == 4
+    assert batch.items.length_per_key() == expected.items.length_per_key()
+    assert batch.items.offset_per_key() == expected.items.offset_per_key()
     assert batch.timestamps.tolist() == expected.timestamps.tolist()
     assert batch.user_ids.tolist() == expected.user_ids.tolist()
     assert batch.values("history").tolist() == [3, 4, 5, 7, 9, 10, 12, 13, 14]  # the last 3 inputs
@@ -106,6 +108,36 @@ def test_eval_batch_keeps_every_row(tmp_path):
     assert first.lengths("target").tolist() == [1, 1]
     assert first.lengths("negative").tolist() == [0, 0] and first.lengths("augmented").tolist() == [0, 0]
     assert first.timestamps.numel() == 0
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_shuffled_batches_match_a_per_row_reference(dataset, split):
+    """Windows of several row groups, batches that span two windows: every batch equals
+    make_batch over its rows, truncated and shifted row by row in Python."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(dataset / f"{split}.parquet").to_pydict()
+    rows = {u: i for i, u in enumerate(table["user_id"])}  # one row per user
+    keep = 4
+    cfg = LoaderConfig(batch_size=60, max_seq_len=keep, shuffle_buffer=100, equalize="none", seed=2)
+    batches = _epoch(build_loader(dataset, split, cfg))
+    for batch in batches:
+        users = batch.user_ids.tolist()
+        if split == "train":
+            kept = [table["item_ids"][rows[u]][-keep - 1 :] for u in users]
+            stamps = [table["timestamps"][rows[u]][-keep - 1 :][:-1] for u in users]
+            expected = make_batch(users, [k[:-1] for k in kept], [k[1:] for k in kept], timestamps=stamps)
+        else:
+            histories = [table["history"][rows[u]][-keep:] for u in users]
+            expected = make_batch(users, histories, [[table["target"][rows[u]]] for u in users])
+        assert batch.items.values().tolist() == expected.items.values().tolist()
+        assert batch.items.lengths().tolist() == expected.items.lengths().tolist()
+        assert batch.items.length_per_key() == expected.items.length_per_key()
+        assert batch.items.offset_per_key() == expected.items.offset_per_key()
+        assert batch.timestamps.tolist() == expected.timestamps.tolist()
+    assert len(rows) == len(table["user_id"])  # one row per user
+    usable = sum(len(s) >= 2 for s in table["item_ids"]) if split == "train" else len(rows)
+    assert sum(b.batch_size for b in batches) == usable
 
 
 def test_short_training_sequences_are_counted_not_silently_dropped(tmp_path, caplog):
