@@ -73,29 +73,79 @@ def _latest_step(run: Path) -> int:
     return int(pointer.read_text().split("_")[1]) if pointer.exists() else -1
 
 
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it, as a machine failure would, all at once."""
+    for victim in [pid, *_descendants(pid)]:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _batches_per_epoch(dataset: Path, nproc: int) -> int:
+    """Steps of one epoch (the same on every rank), as the training loader plans them."""
+    from industrial.data.stream import LoaderConfig, build_loader
+
+    loader = build_loader(dataset, "train", LoaderConfig(batch_size=16, max_seq_len=10, shuffle_buffer=128), rank=0, world_size=nproc)
+    counts = set(loader.batches_per_rank(0))
+    assert len(counts) == 1
+    return counts.pop()
+
+
+def _mid_epoch_interval(per_epoch: int, total: int) -> int:
+    """A checkpoint interval none of whose multiples up to ``total`` ends an epoch."""
+    return next(c for c in range(3, per_epoch) if all((c * k) % per_epoch for k in range(1, total // c + 1)))
+
+
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, nproc):
-    """SIGKILL (every process of the job) after a checkpoint, rerun: the weights equal an
-    uninterrupted run's, tensor for tensor; with 2 ranks each rank resumes its own loader."""
+    """SIGKILL (every process of the job) after a mid-epoch checkpoint, rerun: every rank's
+    batches after the resume are exactly the uninterrupted run's (user ids compared, step by
+    step), every sequence comes exactly once per epoch across the ranks, and the weights equal
+    the uninterrupted run's, tensor for tensor."""
+    epochs, per_epoch = 3, _batches_per_epoch(dataset, nproc)
+    every = _mid_epoch_interval(per_epoch, epochs * per_epoch)
+    # no validation inside the run (eval_every beyond its steps): every checkpoint is a periodic, mid-epoch one
+    train = dict(epochs=epochs, checkpoint_every=every, eval_every=10_000, batch_log=True)
     straight = tmp_path / "straight"
-    subprocess.run(_train_command(_config(dataset, straight, checkpoint_every=4), nproc), check=True, env=_env(), cwd=REPO)
+    subprocess.run(_train_command(_config(dataset, straight, **train), nproc), check=True, env=_env(), cwd=REPO)
 
     killed = tmp_path / "killed"
-    config = _config(dataset, killed, checkpoint_every=4)
+    config = _config(dataset, killed, **train)
     proc = subprocess.Popen(
         _train_command(config, nproc), env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.time() + 240
-    while _latest_step(killed) < 8 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    while _latest_step(killed) < per_epoch and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be killed; make it longer"
-    os.killpg(proc.pid, signal.SIGKILL)
+    _kill_tree(proc.pid)  # torchrun starts each worker in a session of its own: kill them one by one
     proc.wait()
-    assert _latest_step(killed) >= 8
+    resumed_at = _latest_step(killed)
+    assert resumed_at > per_epoch and resumed_at % per_epoch, "the kill must come after a mid-epoch checkpoint"
     subprocess.run(_train_command(config, nproc), check=True, env=_env(), cwd=REPO)
 
     log = (killed / "train.log").read_text()
-    assert f"resumed from {killed / 'checkpoints'}" in log
+    assert f"at step {resumed_at} (epoch {resumed_at // per_epoch})" in log
+    from industrial.train.batch_log import batch_log_path, read_batch_log
+
+    for rank in range(nproc):
+        expected = read_batch_log(batch_log_path(straight, rank))
+        got = read_batch_log(batch_log_path(killed, rank))
+        assert [r["step"] for r in got if "users" in r] == list(range(1, epochs * per_epoch + 1))
+        assert got == expected, f"rank {rank}: the resumed run read other batches"
+    _assert_every_sequence_once_per_epoch(dataset, killed, nproc, epochs)
+
     expected, got = _final_weights(straight), _final_weights(killed)
     assert expected.keys() == got.keys() and expected
     for key in expected:
@@ -103,6 +153,25 @@ def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, nproc):
     a = json.loads((straight / "result.json").read_text())
     b = json.loads((killed / "result.json").read_text())
     assert a["test"] == b["test"] and a["steps"] == b["steps"]
+
+
+def _assert_every_sequence_once_per_epoch(dataset: Path, run: Path, nproc: int, epochs: int) -> None:
+    """Across the ranks, each epoch's batches hold distinct users, and those plus the sequences the
+    loader counted as left out (equalising the ranks) or too short are every training row."""
+    import pyarrow.parquet as pq
+
+    from industrial.train.batch_log import batch_log_path, read_batch_log
+
+    rows = pq.read_table(dataset / "train.parquet", columns=["user_id"]).column("user_id").to_pylist()
+    records = [r for rank in range(nproc) for r in read_batch_log(batch_log_path(run, rank))]
+    for epoch in range(epochs):
+        seen = [u for r in records if r["epoch"] == epoch and "users" in r for u in r["users"]]
+        ends = [r["stats"] for r in records if r["epoch"] == epoch and r.get("end")]
+        assert len(ends) == nproc
+        assert len(seen) == len(set(seen)) == sum(s["sequences"] for s in ends), f"epoch {epoch}: a sequence came twice"
+        assert sum(s["repeated"] for s in ends) == 0
+        accounted = len(seen) + sum(s["unused"] + s["skipped_short"] for s in ends)
+        assert accounted == len(rows) and set(seen) <= set(rows), f"epoch {epoch}: sequences unaccounted for"
 
 
 def test_tensorboard_and_reports(dataset, tmp_path):

@@ -107,6 +107,7 @@ class TrainConfig:
     resume: bool = True  # continue from out_dir/checkpoints/latest when it exists
     test_at_end: bool = True  # evaluate the best checkpoint on the test split when training ends
     progress: bool = True  # progress bar on rank 0
+    batch_log: bool = False  # write every step's user ids to out_dir/batches/rank{R}.jsonl (industrial/train/batch_log.py)
 
 
 @dataclass

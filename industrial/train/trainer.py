@@ -37,6 +37,7 @@ from industrial.distributed.sharding import materialize_optimizer_state
 from industrial.evaluate.breakdown import Evaluation
 from industrial.evaluate.report import write_report
 from industrial.train import checkpoint as ckpt
+from industrial.train.batch_log import BatchLog
 from industrial.train.config import ExperimentConfig
 
 log = logging.getLogger("industrial.train")
@@ -50,6 +51,9 @@ class StatefulLoader(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    @property
+    def epoch_stats(self) -> list[Any]: ...  # per completed epoch (train.batch_log records them)
 
 
 class Evaluate(Protocol):
@@ -108,6 +112,7 @@ class Trainer:
         self.checkpoints = self.out / "checkpoints"
         self.state = TrainState()
         self.writer = SummaryWriter(str(self.out / "tensorboard")) if env.is_main else None
+        self.batch_log = BatchLog(self.out, env.rank) if cfg.train.batch_log else None
         # clipped parameters: every trainable one whose optimizer is not fused into the backward
         self.dense_params = [p for _, p in in_backward_optimizer_filter(dmp.named_parameters(), include=False) if p.requires_grad]
 
@@ -116,6 +121,8 @@ class Trainer:
         return {"model": self.dmp.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def save(self) -> Path:
+        if self.batch_log is not None:
+            self.batch_log.flush()  # the log holds at least what the checkpoint's weights saw
         rank_state = {"loader": self.loader.state_dict(), "rng": ckpt.rng_state()}
         trainer_state = {**self.state.__dict__, "config": _plain(self.cfg)}
         path = ckpt.save_checkpoint(
@@ -139,6 +146,8 @@ class Trainer:
         ckpt.set_rng_state(rank_state["rng"])
         for key in TrainState.__dataclass_fields__:
             setattr(self.state, key, trainer_state[key])
+        if self.batch_log is not None:
+            self.batch_log.truncate(self.state.step)  # the killed run's steps after the checkpoint are redone
         if self.state.best_checkpoint:
             # the state is the truth: a crash between writing a checkpoint and moving the `best`
             # pointer to it leaves the pointer one validation behind
@@ -215,6 +224,8 @@ class Trainer:
         result = self.finish()
         if self.writer is not None:
             self.writer.close()
+        if self.batch_log is not None:
+            self.batch_log.close()
         return result
 
     def _out_of_steps(self) -> bool:
@@ -229,6 +240,8 @@ class Trainer:
             for batch in self.loader:
                 loss = self._step(batch)
                 self.state.step += 1
+                if self.batch_log is not None:
+                    self.batch_log.step(self.state.step, self.state.epoch, batch)
                 window_samples += batch.batch_size
                 window_events += int(batch.lengths("target").sum())
                 progress.update(1)
@@ -254,6 +267,8 @@ class Trainer:
                     return False
         finally:
             progress.close()
+        if self.batch_log is not None:
+            self.batch_log.end_epoch(self.state.step, self.state.epoch, self.loader.epoch_stats[-1])
         return True
 
     def finish(self) -> dict[str, Any]:
