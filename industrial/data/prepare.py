@@ -5,6 +5,8 @@ Command line::
     industrial prepare --format unisrec --source data/amazon_scientific_unisrec --out out/scientific
     industrial prepare --format hm --source ../shared/data/hm_sample --out out/hm --require-content both
     industrial prepare merge --inputs out/industrial out/office --out out/two_domains
+    industrial prepare sample --input out/scientific --users 0.1 --out out/scientific_10pct
+    industrial prepare perturb --input out/scientific --drop-text 0.5 --out out/scientific_text50
 
 Python::
 
@@ -248,7 +250,11 @@ def _prepare_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="industrial prepare",
         description="Convert a public dataset format into the canonical Parquet dataset (see docs/data.md).",
-        epilog=f"formats:\n{formats}\n\nmerge prepared datasets: industrial prepare merge --help",
+        epilog=(
+            f"formats:\n{formats}\n\nmerge prepared datasets: industrial prepare merge --help\n"
+            "few-shot training users: industrial prepare sample --help\n"
+            "item content removed or noised: industrial prepare perturb --help"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
@@ -318,6 +324,10 @@ def _list_domains(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``industrial prepare`` (and ``industrial prepare merge``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("sample", "perturb"):
+        from industrial.data.derive import main as derive
+
+        return derive(argv[0], argv[1:])
     merge = bool(argv) and argv[0] == "merge"
     parser = _merge_parser() if merge else _prepare_parser()
     args = parser.parse_args(argv[1:] if merge else argv)
