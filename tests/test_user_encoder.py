@@ -1,5 +1,6 @@
 """The user encoder's causal mask and jagged handling."""
 
+import pytest
 import torch
 
 from industrial.modules.user_encoder import UserEncoder, UserEncoderConfig, jagged_to_padded
@@ -43,3 +44,32 @@ def test_jagged_to_padded():
     values = torch.arange(5.0)[:, None]
     padded = jagged_to_padded(values, torch.tensor([2, 3]))
     assert padded.squeeze(-1).tolist() == [[0, 1, 0], [2, 3, 4]]
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_jagged_path_equals_the_padded_reference_and_each_sequence_alone(causal, norm_first):
+    """The fast path (token-wise layers on real tokens, padded attention only) and the
+    nn.TransformerEncoder reference give the same states and the same gradients, which are those
+    of every sequence run alone (no padding at all)."""
+    torch.manual_seed(0)
+    encoder = UserEncoder(UserEncoderConfig(dim=32, layers=2, heads=4, inner_dim=64, dropout=0.0, max_len=30, causal=causal, norm_first=norm_first))
+    lengths = torch.tensor([1, 30, 4, 2, 17, 3])
+    x = torch.randn(int(lengths.sum()), 32, requires_grad=True)
+    weights = torch.randn(int(lengths.sum()), 32)  # a loss whose gradient reaches every parameter
+    params = [x, *encoder.parameters()]
+
+    def run(jagged: bool, per_sequence: bool = False):
+        encoder.config.jagged = jagged
+        if per_sequence:
+            chunks = torch.split(x, lengths.tolist())
+            states = torch.cat([encoder(c, torch.tensor([len(c)])) for c in chunks])
+        else:
+            states = encoder(x, lengths)
+        return states, torch.autograd.grad((states * weights).sum(), params)
+
+    fast, reference, alone = run(True), run(False), run(True, per_sequence=True)
+    for other in (reference, alone):
+        torch.testing.assert_close(fast[0], other[0], rtol=1e-5, atol=1e-5)
+        for a, b in zip(fast[1], other[1]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))

@@ -116,6 +116,7 @@ class LoaderConfig:
     max_seq_len: int = 50  # history items kept (the most recent); training reads max_seq_len + 1
     shuffle: bool = True  # training split only: row-group order and rows within a window
     shuffle_buffer: int = 16384  # rows per shuffle window (whole row groups): memory grows with it
+    length_buckets: int = 0  # training, shuffled: sort by length within runs of this many batches (0: off)
     seed: int = 0  # seeds every random choice, with the epoch / window / batch counters
     equalize: Equalize = "drop"  # training split only: same batch count on every rank (see module doc)
     num_negatives: int = 0  # K sampled negatives per target (0: none)
@@ -134,6 +135,8 @@ class LoaderConfig:
             raise ValueError(f"max_seq_len must be >= 1, got {self.max_seq_len}")
         if self.shuffle_buffer < 1:
             raise ValueError(f"shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
+        if self.length_buckets < 0:
+            raise ValueError(f"length_buckets must be >= 0, got {self.length_buckets}")
         if self.num_negatives < 0:
             raise ValueError(f"num_negatives must be >= 0, got {self.num_negatives}")
         if self.num_workers < 0 or self.prefetch < 1:
@@ -324,19 +327,46 @@ def read_part(split: SplitFiles, files: list[pq.ParquetFile], unit: int) -> Part
     return Part(users, offsets, values, np.zeros(0, dtype=np.int64), _int_column(table, "target", where))
 
 
+@dataclass(frozen=True)
+class Bucketing:
+    """Length bucketing of a shuffled window: runs of ``batches`` batches of ``batch_size`` rows
+    are sorted by (truncated) length, cut into batches, and those batches permuted."""
+
+    batch_size: int
+    batches: int
+    keep: int  # items kept per row (longer rows sort as this long)
+
+    def order(self, rows: np.ndarray, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``rows`` (already permuted) reordered run by run; a short last batch stays last."""
+        size, out = self.batch_size, []
+        run = size * self.batches
+        for start in range(0, len(rows), run):
+            chunk = rows[start : start + run]
+            chunk = chunk[np.argsort(np.minimum(lengths[chunk], self.keep), kind="stable")]
+            full = len(chunk) // size
+            out += [chunk[b * size : (b + 1) * size] for b in rng.permutation(full)]
+            out.append(chunk[full * size :])
+        return _cat(out) if out else rows
+
+
 def read_window(
     split: SplitFiles,
     files: list[pq.ParquetFile],
     units: np.ndarray,
     rng: np.random.Generator | None,
+    bucketing: Bucketing | None = None,
 ) -> Window:
-    """Read ``units`` into one :class:`Window`; ``rng`` permutes its valid rows (None: file order)."""
+    """Read ``units`` into one :class:`Window`; ``rng`` permutes its valid rows (None: file order),
+    then ``bucketing`` groups rows of similar length into the same batches."""
     parts = [read_part(split, files, int(u)) for u in units]
     starts, ends = _cat([p.offsets[:-1] for p in parts]), _cat([p.offsets[1:] for p in parts])
     if split.kind == "train":
         valid = np.flatnonzero(ends - starts >= 2)
     else:
         valid = np.arange(len(starts), dtype=np.int64)
+    order = valid if rng is None else valid[rng.permutation(len(valid))]
+    if rng is not None and bucketing is not None:
+        order = bucketing.order(order, ends - starts, rng)
     return Window(
         parts=parts,
         row_start=offsets_from_lengths(np.array([len(p.user_ids) for p in parts], dtype=np.int64)),
@@ -344,7 +374,7 @@ def read_window(
         starts=starts,
         ends=ends,
         follow=_cat([p.follow for p in parts]),
-        order=valid if rng is None else valid[rng.permutation(len(valid))],
+        order=order,
     )
 
 
@@ -485,6 +515,7 @@ class RowGroupSource(BaseNode[RowBatch]):
             "batch_size": cfg.batch_size,
             "shuffle": cfg.shuffle and split.kind == "train",
             "shuffle_buffer": cfg.shuffle_buffer,
+            "length_buckets": cfg.length_buckets,
             "equalize": self.equalize,
             "seed": cfg.seed,
         }
@@ -589,7 +620,10 @@ class RowGroupSource(BaseNode[RowBatch]):
             rng = np.random.default_rng([self.cfg.seed, _STREAM_WINDOW, epoch, self.rank, w])
         if self._reader is None:
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-group-reader")
-        return self._reader.submit(read_window, self.split, self._files, self._plan.windows[w], rng)
+        bucketing = None
+        if rng is not None and self.cfg.length_buckets:
+            bucketing = Bucketing(self.cfg.batch_size, self.cfg.length_buckets, self.cfg.max_seq_len + 1)
+        return self._reader.submit(read_window, self.split, self._files, self._plan.windows[w], rng, bucketing)
 
     def _load(self, w: int) -> Window:
         """Window ``w`` of the current epoch; the next one is read ahead, overlapping decoding

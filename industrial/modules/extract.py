@@ -609,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the text default), a local checkpoint folder, or a hub name",
     )
     p.add_argument("--encoder-config", help="transformers config (JSON file or inline JSON): build the encoder with RANDOM init")
-    p.add_argument("--image-encoder", help="image encoder with --modality both: a local ResNet/ViT/CLIP folder or hub name")
+    p.add_argument("--image-encoder", help="image encoder with --modality both: efficientnet-lite0, a local ResNet/ViT/CLIP folder or hub name")
     p.add_argument("--image-encoder-config", help="image encoder config (JSON) with --modality both: RANDOM init")
     p.add_argument("--tokenizer", help="tokenizer source (default: the text encoder's own; 'minilm' for a config)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -642,9 +642,9 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
         if args.modality == "both":
             image.encoder, image.model_config = args.image_encoder, _json_arg(args.image_encoder_config)
     if args.modality == "image" and image.encoder is None and image.model_config is None:
-        raise ExtractError("--modality image needs --encoder (a local ResNet/ViT/CLIP folder or hub name) or --encoder-config")
+        raise ExtractError("--modality image needs --encoder (efficientnet-lite0, a local ResNet/ViT/CLIP folder or hub name) or --encoder-config")
     if args.modality == "both" and image.encoder is None and image.model_config is None:
-        raise ExtractError("--modality both needs --image-encoder (a local ResNet/ViT/CLIP folder or hub name) or --image-encoder-config")
+        raise ExtractError("--modality both needs --image-encoder (efficientnet-lite0, a local ResNet/ViT/CLIP folder or hub name) or --image-encoder-config")
     return ExtractConfig(
         dataset=args.dataset,
         out=args.out,

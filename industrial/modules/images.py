@@ -114,7 +114,8 @@ class ImageTransformConfig:
     @classmethod
     def for_model(cls, model_config: Any, folder: str | None = None) -> ImageTransformConfig:
         """The transform a vision backbone expects: its ``preprocessor_config.json`` when ``folder``
-        has one, else by model type (ResNet: ImageNet 256/224; CLIP: CLIP stats; ViT: 0.5 stats)."""
+        has one, else by model type (ResNet: ImageNet 256/224; CLIP: CLIP stats; ViT: 0.5 stats;
+        EfficientNet-Lite: 256/224, 0.5 stats)."""
         if folder is not None and (Path(folder) / "preprocessor_config.json").exists():
             return cls.from_preprocessor(json.loads((Path(folder) / "preprocessor_config.json").read_text()))
         model_type = getattr(model_config, "model_type", "")
@@ -123,6 +124,8 @@ class ImageTransformConfig:
             return cls.clip(size)
         if model_type == "vit":
             return cls.squash(size)
+        if model_type == "efficientnet_lite":  # ImageNet resize and crop, the Lite models' (x - 127) / 128
+            return cls(resize=round(size * 8 / 7), crop=size, mean=list(HALF), std=list(HALF))
         return cls.imagenet(size)
 
 

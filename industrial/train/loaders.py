@@ -19,6 +19,7 @@ def loader_config(cfg: ExperimentConfig) -> LoaderConfig:
         max_seq_len=data.max_seq_len,
         shuffle=True,
         shuffle_buffer=data.shuffle_buffer,
+        length_buckets=data.length_buckets,
         seed=cfg.train.seed,
         equalize=data.equalize,
         num_negatives=data.num_negatives,
