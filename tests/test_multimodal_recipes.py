@@ -340,7 +340,7 @@ def test_finetune_from_pmmrec_transfers_parts_and_refuses_shape_mismatch(dataset
         (None, {"kind": "full_softmax"}, True, 0, "use sampled_softmax or bce"),
         ({"kind": "multimodal", "multimodal": {"combine": "fusion", "text": {"pooling": "attention"}, "vision": {"model_config": TINY_VIT}}},
          {"kind": "sampled_softmax"}, True, 0, "text.pooling must be mean or cls"),
-        ({"kind": "multimodal", "multimodal": {"combine": "mixture"}}, {"kind": "sampled_softmax"}, True, 0, "vision encoder needs exactly one"),
+        ({"kind": "multimodal", "multimodal": {"combine": "mixture"}}, {"kind": "sampled_softmax"}, True, 0, "vision encoder needs encoder"),
         (None, {"kind": "pmmrec", "pmmrec": {"next_item": 0, "nicl": 0, "nid": 0, "rcl": 0}}, True, 0, "needs a positive weight"),
     ],
 )

@@ -2,13 +2,22 @@
 
     industrial evaluate runs/idrec_scientific [--split test] [--checkpoint best] [--out DIR]
                         [--export DIR] [--set data.eval_batch_size=2048 ...]
+    industrial evaluate runs/unim2rec_scientific --content data/prepared/scientific_text50 \
+                        --features data/prepared/scientific_text50/features/minilm
     torchrun --nproc_per_node 2 -m industrial.cli evaluate runs/idrec_scientific   (or launch/evaluate.py)
 
 Rebuilds the model from the run's ``config.yaml``, loads the checkpoint (``best`` by default),
 encodes every item once, ranks every example of the split against the whole catalogue (history
 masked) and writes ``metrics.json``, ``report.md``, plots and TensorBoard scalars into
-``RUN/eval/<split>/`` (or ``--out``). ``--export`` also writes the item vectors (Parquet + NumPy)
-and the user encoder's weights (safetensors), for serving retrieval with an ANN index.
+``RUN/eval/<split>/`` (with ``--content``: ``RUN/eval/<split>-<DATASET name>/``; or ``--out``).
+``--export`` also writes the item vectors (Parquet + NumPy) and the user encoder's weights
+(safetensors), for serving retrieval with an ANN index.
+
+``--content DATASET`` evaluates the trained model on other item content: a dataset with the same
+items and evaluation examples whose texts or images differ (``industrial prepare perturb``: some
+removed, or noised). End-to-end encoders read its texts and images; a cached-feature model takes
+its feature table from ``--features`` (features extracted from DATASET) instead of the checkpoint.
+Everything learned (encoders, projector, id table, user encoder) comes from the checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import torch
 from safetensors.torch import save_file
 
 from industrial.config import ConfigError, load
+from industrial.data.schema import DatasetError
 from industrial.distributed.env import init_distributed, shutdown
 from industrial.evaluate.breakdown import ItemInfo
 from industrial.evaluate.model_eval import encode_catalogue, evaluate_model
@@ -29,6 +39,7 @@ from industrial.evaluate.report import export_item_vectors, write_report
 from industrial.train import checkpoint as ckpt
 from industrial.train.config import ExperimentConfig
 from industrial.train.loaders import eval_loader
+from industrial.recipes.build import load_content_tables
 from industrial.train.run import build
 
 
@@ -39,8 +50,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default="best", help="best, latest, or a checkpoint folder name (step_...)")
     parser.add_argument("--out", help="report folder (default RUN/eval/SPLIT)")
     parser.add_argument("--export", metavar="DIR", help="also write item vectors and the user encoder for serving")
+    parser.add_argument("--content", metavar="DATASET", help="item texts / images from this dataset (same items and examples)")
+    parser.add_argument("--features", metavar="DIR", help="with --content, for cached-feature models: features extracted from DATASET")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key of the run's config")
     return parser.parse_args(argv)
+
+
+def content_overrides(cfg: ExperimentConfig, content: str, features: str | None) -> list[str]:
+    """The config overrides of ``--content`` / ``--features``; a clear error when they do not fit."""
+    from industrial.data.schema import SPLIT_FILES, read_table
+
+    if cfg.model.item.kind.startswith("cached") and features is None:
+        raise ConfigError(f"--content: this run's items are cached features (model.item.kind={cfg.model.item.kind}): give --features extracted from {content}")
+    for name in ("items.parquet", SPLIT_FILES["valid"], SPLIT_FILES["test"]):
+        ours = read_table(cfg.data.path, name, columns=["item_id"] if name == "items.parquet" else ["user_id", "target"])
+        theirs = read_table(content, name, columns=ours.column_names)
+        if not ours.equals(theirs):
+            raise ConfigError(f"--content {content}: {name} does not hold the same rows as {cfg.data.path}/{name}")
+    return [f"data.path={content}"] + ([f"model.item.features={features}"] if features else [])
 
 
 def resolve_checkpoint(run: Path, name: str) -> Path:
@@ -56,22 +83,31 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(args.run)
     try:
         cfg = load(ExperimentConfig, run / "config.yaml", args.overrides)
+        if args.content:  # the same config, reading its item content from elsewhere
+            cfg = load(ExperimentConfig, run / "config.yaml", [*args.overrides, *content_overrides(cfg, args.content, args.features)])
+        elif args.features:
+            raise ConfigError("--features goes with --content")
         checkpoint = resolve_checkpoint(run, args.checkpoint)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, DatasetError) as err:
         print(f"industrial evaluate: {err}", file=sys.stderr)
         return 2
     env = init_distributed()
-    dmp, optimizer, _info = build(cfg, env)
+    dmp, optimizer, info = build(cfg, env)
     state = {"model": dmp.state_dict(), "optimizer": optimizer.state_dict()}
     ckpt.load_checkpoint(checkpoint, state)
     dmp.load_state_dict(state["model"])
+    if args.content:
+        load_content_tables(dmp, cfg, info)
     model = dmp.module.model
     evaluation = evaluate_model(
         model, eval_loader(cfg, args.split, env), env.device, cfg.eval.ks, cfg.eval.item_chunk, ItemInfo.from_dataset(cfg.data.path)
     )
-    out = Path(args.out) if args.out else run / "eval" / args.split
+    default_out = run / "eval" / (f"{args.split}-{Path(args.content).name}" if args.content else args.split)
+    out = Path(args.out) if args.out else default_out
     if env.is_main:
         meta = {"run": str(run), "checkpoint": checkpoint.name, "split": args.split, "recipe": cfg.recipe}
+        if args.content:
+            meta.update(content=args.content, features=args.features)
         files = write_report(evaluation, out, title=f"{cfg.recipe} ({run.name}): {args.split}", meta=meta, tensorboard_dir=out / "tensorboard")
         print(json.dumps({k: round(v, 4) for k, v in evaluation.metrics.items()}))
         print(f"wrote {files.metrics}, {files.markdown}")

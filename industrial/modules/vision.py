@@ -72,15 +72,22 @@ class VisionEncoderConfig:
     transform: ImageTransformConfig | None = None
 
     def validate(self) -> None:
-        if (self.encoder is None) == (self.model_config is None):
-            raise ValueError(
-                "a vision encoder needs exactly one of encoder (efficientnet-lite0, a local ResNet/ViT/CLIP folder or hub name) "
-                "and model_config (random init)"
-            )
+        """Value checks (a config section that is not used may leave both sources unset)."""
+        if self.encoder is not None and self.model_config is not None:
+            raise ValueError("a vision encoder takes encoder or model_config (random init), not both")
         if self.out_dim is not None and self.out_dim <= 0:
             raise ValueError(f"out_dim must be positive, got {self.out_dim}")
         if self.trainable_top_layers < -1:
             raise ValueError(f"trainable_top_layers must be -1, 0 or positive, got {self.trainable_top_layers}")
+
+    def require_source(self) -> None:
+        """The checks of :meth:`validate`, and a source to build the encoder from."""
+        self.validate()
+        if self.encoder is None and self.model_config is None:
+            raise ValueError(
+                "a vision encoder needs encoder (efficientnet-lite0, a local ResNet/ViT/CLIP folder or hub name) "
+                "or model_config (random init)"
+            )
 
 
 def _family(model_type: str) -> str:
@@ -124,7 +131,7 @@ class VisionEncoder(nn.Module):
     def __init__(self, config: VisionEncoderConfig, backbone: nn.Module | None = None):
         super().__init__()
         if backbone is None:
-            config.validate()
+            config.require_source()
             backbone, source = load_vision_backbone(config)
         else:
             source = EncoderSource("given", type(backbone).__name__)

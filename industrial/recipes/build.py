@@ -28,16 +28,18 @@ def build_loss(cfg: LossConfig) -> nn.Module:
 
 
 def _load_features(cfg: ExperimentConfig, info: DatasetInfo) -> torch.Tensor:
+    """The feature table's rows: the chosen parts of the features folder, each standardised over
+    the items that have it (an item without an image keeps a zero image part), concatenated."""
     from industrial.modules.extract import load_features
 
-    features, present, _meta = load_features(cfg.model.item.features)
-    if features.shape[0] != info.num_items:
-        raise ValueError(
-            f"model.item.features={cfg.model.item.features}: {features.shape[0]} rows for {info.num_items} items"
-        )
-    if cfg.model.item.standardize:
-        features = standardize(features, present)
-    return features
+    item = cfg.model.item
+    tables = []
+    for part in _feature_parts(cfg):
+        features, present, _meta = load_features(item.features, part)
+        if features.shape[0] != info.num_items:
+            raise ValueError(f"model.item.features={item.features}: {features.shape[0]} rows for {info.num_items} items")
+        tables.append(standardize(features, present) if item.standardize else features)
+    return torch.cat(tables, dim=1)
 
 
 def standardize(features: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -100,7 +102,17 @@ def build_text_items(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
 def _feature_dim(cfg: ExperimentConfig) -> int:
     from industrial.modules.extract import read_features_info
 
-    return int(read_features_info(cfg.model.item.features)["dim"])
+    return sum(int(read_features_info(cfg.model.item.features, part)["dim"]) for part in _feature_parts(cfg))
+
+
+def _feature_parts(cfg: ExperimentConfig) -> list[str | None]:
+    """``model.item.feature_parts``, else every part of the features folder (None: a one-part folder)."""
+    from industrial.modules.extract import read_features_info
+
+    item = cfg.model.item
+    if item.feature_parts:
+        return list(item.feature_parts)
+    return list(read_features_info(item.features).get("parts") or [None])
 
 
 def build_task(cfg: ExperimentConfig, info: DatasetInfo) -> nn.Module:
@@ -132,6 +144,14 @@ def build_task(cfg: ExperimentConfig, info: DatasetInfo) -> nn.Module:
         next_item = SampledSoftmaxLoss(cfg.loss.temperature, cfg.loss.normalize, cfg.loss.logq_correction)
         return PMMRecPretrainTask(model, cfg.loss.pmmrec, next_item, item_log_q=info.item_log_q)
     return NextItemTask(model, build_loss(cfg.loss), item_log_q=info.item_log_q)
+
+
+def load_content_tables(dmp: nn.Module, cfg: ExperimentConfig, info: DatasetInfo) -> None:
+    """Refill the cached-feature table from ``model.item.features`` (e.g. after a checkpoint load,
+    to evaluate a trained model on other item content). Other item kinds read their content
+    (texts, images) from ``data.path`` when they are built, and hold no content in checkpoints."""
+    if cfg.model.item.kind.startswith("cached"):
+        fill_table(dmp, ITEM_FEATURE_TABLE, _load_features(cfg, info))
 
 
 def initialise_tables(dmp: nn.Module, cfg: ExperimentConfig, info: DatasetInfo) -> None:

@@ -54,6 +54,7 @@ class ItemConfig:
     # multimodal: text and vision encoders trained end to end, fused (PMMRec) or mixed (TransRec)
     kind: Literal["id", "cached", "cached+id", "text", "multimodal"] = "id"
     features: str = ""  # features file written by `industrial extract` (kind cached*)
+    feature_parts: list[str] = field(default_factory=list)  # parts of a two-part features folder to use, e.g. [text] or [image]; empty = every part
     # standardise each feature dimension over the items that have the feature (zero mean, unit
     # variance) before it enters the table: sentence encoders emit unit-norm vectors, ~20x smaller
     # than the BERT CLS features the whitening layer's N(0, 0.02) init was made for
@@ -69,6 +70,7 @@ class ItemConfig:
             raise ValueError("features: kind=cached needs a features file from `industrial extract`")
         if self.kind == "multimodal":
             self.multimodal.validate()
+            self.multimodal.vision.require_source()
 
 
 @dataclass
