@@ -26,6 +26,11 @@ temporary name and renamed, so a crash never loses a finished chunk and never le
 A new run with the same settings skips finished chunks; different settings (encoder weights,
 pooling, max_length, batch or chunk size, dataset contents) are refused unless ``--overwrite``.
 
+Incremental: ``--reuse FEATURES`` names an earlier extraction with the same encoders and settings
+(of a dataset with the same item ids, e.g. the same catalogue before an update, or the dataset a
+perturbed copy was derived from): items whose text / image is unchanged take its vectors and only
+the others are encoded.
+
 The default text encoder is the installed all-MiniLM-L6-v2 with mean pooling and L2 normalisation,
 as sentence-transformers computes it, truncated to ``max_length`` tokens (default 128).
 """
@@ -99,6 +104,10 @@ class ExtractConfig:
     seed: int = 0
     #: Stop after this many newly written chunks (the next run resumes); None: run to the end.
     max_chunks: int | None = None
+    #: Features folder of an earlier extraction (same encoders and settings) of a dataset with the
+    #: same item ids: items whose text / image is unchanged take their vectors from it, only the
+    #: others are encoded (a catalogue update, a perturbed copy of a dataset).
+    reuse: str | None = None
     #: Discard output written with other settings instead of refusing.
     overwrite: bool = False
     progress: bool = True
@@ -145,6 +154,10 @@ class _Part:
     def content_digest(self) -> str:
         raise NotImplementedError
 
+    def content_keys(self) -> list[str]:
+        """Per item, a string equal for equal content (what ``reuse`` compares)."""
+        raise NotImplementedError
+
     def encode(self, ids: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Yield ``(item_ids, vectors float32 [b, D], ok bool [b])`` batch by batch."""
         raise NotImplementedError
@@ -186,6 +199,7 @@ class _TextPart(_Part):
         torch.manual_seed(cfg.seed)
         self._prepare_encoder(TextEncoder(cfg.text), device, cfg.normalize)
         self.config = cfg.text
+        self.texts = texts
         self.texts_sha1 = _digest(t or "" for t in texts)
         self.tokens = _cached_tokens(part_dir / TOKENS_FILE, texts, self.texts_sha1, self.encoder, cfg.text)
         lengths = self.tokens.lengths.numpy()
@@ -199,6 +213,9 @@ class _TextPart(_Part):
 
     def content_digest(self) -> str:
         return self.texts_sha1
+
+    def content_keys(self) -> list[str]:
+        return text_keys(self.texts)
 
     @torch.inference_mode()
     def encode(self, ids: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -246,9 +263,10 @@ class _ImagePart(_Part):
         return {"pooling": self.config.pooling, "normalize": self.normalize, "transform": asdict(self.encoder.transform.config)}
 
     def content_digest(self) -> str:
-        return _digest(
-            f"{p or ''}|{hashlib.sha1(b).hexdigest() if b is not None else ''}" for p, b in zip(self.reader.paths, self.reader.blobs)
-        )
+        return _digest(self.content_keys())
+
+    def content_keys(self) -> list[str]:
+        return image_keys(self.reader)
 
     @torch.inference_mode()
     def encode(self, ids: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -271,6 +289,35 @@ class _ImagePart(_Part):
                 pixels = torch.stack([b[1] for b in batch if b[1] is not None]).to(self.device)
                 vectors[ok] = self._finish(self.encoder(pixels))
             yield item_ids, vectors, ok
+
+
+def text_keys(texts: list[str | None]) -> list[str]:
+    return [t or "" for t in texts]
+
+
+def image_keys(reader: ItemImages) -> list[str]:
+    return [f"{p or ''}|{hashlib.sha1(b).hexdigest() if b is not None else ''}" for p, b in zip(reader.paths, reader.blobs)]
+
+
+def _reusable(part: _Part, reuse: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The items of ``part`` whose content equals that of ``reuse``'s dataset: ``(item_ids,
+    vectors, ok, n)`` copied from ``reuse``; an error when its encoder or settings differ."""
+    features, present, info = _load_part(reuse / part.name if (reuse / part.name / INFO_FILE).exists() else reuse)
+    if info["modality"] != part.name:
+        raise ExtractError(f"--reuse {reuse}: holds {info['modality']!r} features, not {part.name!r}")
+    ours = {"weights_sha1": part.weights_sha1, "n_items": len(part.present), **part.settings()}
+    differ = [k for k, v in ours.items() if info.get(k) != v]
+    if differ:
+        raise ExtractError(f"--reuse {reuse}: made with other settings (differ: {', '.join(differ)}); its vectors do not fit")
+    dataset = Path(info["dataset"])
+    if part.name == "text":
+        theirs = text_keys(_read_items(dataset, ["text"]).column("text").to_pylist())
+    else:
+        theirs = image_keys(ItemImages.from_dataset(dataset, on_error="missing"))
+    mine = part.content_keys()
+    same = np.array([a == b for a, b in zip(mine, theirs)], dtype=bool)
+    ids = part.order[same[part.order]]
+    return ids, features[ids], present[ids], int(len(ids))
 
 
 def _digest(strings: Any) -> str:
@@ -347,8 +394,18 @@ def _check_or_start(part_dir: Path, fingerprint: dict[str, Any], overwrite: bool
 
 
 def _run_part(part: _Part, part_dir: Path, cfg: ExtractConfig) -> dict[str, Any] | None:
-    """Encode every chunk of ``part`` not yet on disk, then assemble; None when stopped by max_chunks."""
+    """Encode every chunk of ``part`` not yet on disk, then assemble; None when stopped by max_chunks.
+
+    With ``cfg.reuse``, the items whose content is unchanged are copied first (one chunk file,
+    ``reused.npz``) and only the others are chunked and encoded."""
+    reused = None
+    if cfg.reuse:
+        reused = _reusable(part, Path(cfg.reuse))
+        part.order = part.order[~np.isin(part.order, reused[0])]
+        log.info("%s: %d items unchanged since %s, %d to encode", part.name, reused[3], cfg.reuse, len(part.order))
     fingerprint = part.fingerprint(cfg)
+    if reused is not None:
+        fingerprint["reuse"] = {"from": str(Path(cfg.reuse).resolve()), "items": reused[3]}
     if _check_or_start(part_dir, fingerprint, cfg.overwrite):
         log.info("%s: already complete, nothing to do", part_dir)
         return json.loads((part_dir / INFO_FILE).read_text())
@@ -357,6 +414,13 @@ def _run_part(part: _Part, part_dir: Path, cfg: ExtractConfig) -> dict[str, Any]
     chunk_dir.mkdir(exist_ok=True)
     chunks = [part.order[i : i + cfg.chunk_size] for i in range(0, len(part.order), cfg.chunk_size)]
     paths = [chunk_dir / f"{k:05d}.npz" for k in range(len(chunks))]
+    if reused is not None:
+        copied = chunk_dir / "reused.npz"
+        if not copied.exists():
+            _save_chunk(copied, reused[0], reused[1].astype(np.float32, copy=False), reused[2])
+        paths_all = [copied, *paths]
+    else:
+        paths_all = paths
     done = [p.exists() for p in paths]
     if any(done):
         log.info("%s: resuming, %d of %d chunks already done", part_dir, sum(done), len(chunks))
@@ -389,7 +453,7 @@ def _run_part(part: _Part, part_dir: Path, cfg: ExtractConfig) -> dict[str, Any]
                 np.concatenate([p[2] for p in pieces]),
             )
             written += 1
-    return _assemble(part, part_dir, paths, fingerprint, cfg, encoded, seconds)
+    return _assemble(part, part_dir, paths_all, fingerprint, cfg, encoded, seconds)
 
 
 def _encode_with_progress(part: _Part, ids: np.ndarray, batch_size: int, bar: Any) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -623,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="image decoding processes")
     p.add_argument("--seed", type=int, default=0, help="seed of a random-init encoder")
     p.add_argument("--max-chunks", type=int, help="stop after N new chunks (resume later)")
+    p.add_argument("--reuse", metavar="FEATURES", help="an earlier extraction (same encoders): copy the vectors of items whose content is unchanged")
     p.add_argument("--overwrite", action="store_true", help="discard output made with other settings")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -659,6 +724,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
         workers=args.workers,
         seed=args.seed,
         max_chunks=args.max_chunks,
+        reuse=args.reuse,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
