@@ -15,8 +15,8 @@ fit 20 minutes on the 2-core development machine while other work shares it:
 - ``evaluate``: 5,000 users x 1,000,000 items, the ceiling on a quarter of each slice (its own
   default, 100,000 users, took 45 minutes here);
 - ``throughput``: every model family, 5 repetitions (its default: 8); idrec and unim2rec at
-  batch 128 and 512 (4 steps per repetition), the end-to-end pmmrec / transrec variants at 16
-  (1 step per repetition);
+  batch 128, 512 and 2048 (4 steps per repetition), the end-to-end pmmrec / transrec variants
+  beside idrec at 16 (1 step per repetition);
 - ``scaling``: 1 vs 2 processes, item tables of 10^4..10^7 rows (its default);
 - ``recbole_sasrec``: a training budget of 150 s per side (RecBole's SASRec finishes about one
   epoch in it here, ours several: time per epoch, and the quality each reaches in equal time, not

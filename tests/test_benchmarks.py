@@ -78,7 +78,11 @@ def test_throughput_writes_models_ratios_and_mfu(tiny, tmp_path):
     assert result["batch_size"] == 16 and set(result["by_batch_size"]) == {"8", "16"}
     for models in result["by_batch_size"].values():
         assert models["idrec"]["ratio_to_idrec"] == 1.0 and models["unim2rec"]["samples_per_s"] > 0
-    assert set(result["goals"]["content_model_ratio"]["ratios_by_batch_size"]) == {"8", "16"}
+    goal = result["goals"]["content_model_ratio"]
+    assert set(goal["ratios_by_batch_size"]) == {"8", "16"}
+    best = goal["best_vs_best"]["unim2rec"]
+    assert best["batch_size"] in (8, 16) and best["idrec_batch_size"] in (8, 16) and best["ratio"] > 0
+    assert set(goal["met_at_batch_sizes"]["unim2rec"]) <= {8, 16}
     assert result["models"]["idrec"]["parameters"]["table_item_id"] > 0
     assert result["models"]["unim2rec"]["parameters"]["table_item_features"] > 0
     assert result["versions"]["torch"] and "fbgemm_gpu" in result["versions"] and result["commit"]

@@ -72,10 +72,15 @@ def test_report_command_compares_runs(run, tmp_path, capsys):
     other = tmp_path / "transrec"
     other_ev = evaluation(seed=1)
     write_report(other_ev, other, plots=False)
-    out = tmp_path / "table.md"
-    assert main([str(run_dir), str(other / "metrics.json"), "--out", str(out)]) == 0
+    out, png = tmp_path / "table.md", tmp_path / "bars.png"
+    assert main([str(run_dir), str(other / "metrics.json"), "--out", str(out), "--plot", str(png)]) == 0
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size[0] >= 600
     printed = capsys.readouterr().out
     lines = printed.strip().splitlines()
+    assert lines[-1] == f"wrote {png}"
     assert lines[0] == "| run | recall@10 | ndcg@10 | recall@50 | ndcg@50 | count |"
     assert lines[2].startswith("| idrec | ") and f"{ev.metrics['ndcg@50']:.4f}" in lines[2]
     assert lines[3].startswith("| transrec | ") and f"{other_ev.metrics['recall@10']:.4f}" in lines[3]

@@ -362,6 +362,28 @@ def comparison_rows(
     return ["run", *columns, "count"], rows
 
 
+def plot_comparison(header: Sequence[str], rows: Sequence[Sequence[Any]], path: str | Path, title: str = "") -> Path:
+    """Grouped bars: one group per metric column, one bar per run (the comparison table drawn)."""
+    columns = list(header[1:-1])  # between the run name and the count
+    fig = _figure(max(6.0, 1.6 * len(columns) + 2), 4)
+    ax = fig.add_subplot()
+    x = np.arange(len(columns))
+    width = 0.8 / max(len(rows), 1)
+    for i, row in enumerate(rows):
+        values = [math.nan if v is None else float(v) for v in row[1 : 1 + len(columns)]]
+        bars = ax.bar(x + (i - (len(rows) - 1) / 2) * width, values, width, label=str(row[0]))
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
+    ax.set_xticks(x, columns)
+    ax.set_ylabel("test metric (full ranking)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return Path(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="industrial report", description="Compare evaluated runs side by side (one row per run)."
@@ -371,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="columns, e.g. recall@10 ndcg@10 mrr@20 (default: %(default)s)")
     parser.add_argument("--breakdown", metavar="NAME=VALUE", help="compare one group, e.g. domain=Scientific")
     parser.add_argument("--out", metavar="FILE", help="also write the table as markdown to this file")
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw the table as grouped bars")
     args = parser.parse_args(argv)
     try:
         header, rows = comparison_rows(args.runs, args.metrics, args.breakdown)
@@ -386,4 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         _write_text(out, f"# Runs compared{scope}\n\n{table}\n")
+    if args.plot:
+        plot_comparison(header, rows, args.plot, title=f"Runs compared{f' ({args.breakdown})' if args.breakdown else ''}")
+        print(f"wrote {args.plot}")
     return 0
