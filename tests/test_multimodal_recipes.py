@@ -358,3 +358,42 @@ def test_vit_input_size_mismatch_is_refused_at_build(dataset, tmp_path):
     item["multimodal"]["image_size"] = 24
     with pytest.raises(ValueError, match=r"vit vision encoder takes 16x16 images but image_size is 24"):
         build_task(_config(dataset, tmp_path / "run", item, {"kind": "sampled_softmax"}), load_info(dataset))
+
+
+@pytest.mark.parametrize("target", ["text_only", "image_only"])
+def test_multimodal_pretraining_transfers_to_a_single_modality_target(dataset, tmp_path, target):
+    """PMMRec pre-trained on items with text and image, fine-tuned on a target whose items have
+    one modality only (the single-modality towers): every transferred encoder part is loaded, the
+    idle modality's encoder takes no gradient, and the target trains and evaluates."""
+    from industrial.data.derive import PerturbConfig, perturb_content
+    from industrial.evaluate.model_eval import evaluate_model
+    from industrial.train.checkpoint import save_checkpoint
+    from industrial.train.loaders import eval_loader, train_loader
+    from industrial.train.run import build
+    from industrial.train.transfer import transfer_parts
+
+    source, _, _, _, _ = _train(_config(dataset, tmp_path / "pre", _multimodal("fusion", 1, 1), {"kind": "pmmrec"}), steps=2)
+    save_checkpoint(tmp_path / "ckpt", 2, {"model": source.state_dict(), "optimizer": {}}, {}, {"step": 2})
+    drop = {"text_only": {"drop_images": 1.0}, "image_only": {"drop_text": 1.0}}[target]
+    data = perturb_content(PerturbConfig(str(dataset), str(tmp_path / target), **drop))
+    cfg = _config(data, tmp_path / "ft", _multimodal("fusion", 1, 1), {"kind": "sampled_softmax"})
+    env = init_distributed()
+    dmp, optimizer, info = build(cfg, env)
+    counts = dmp.module.model.item_encoder.content_counts
+    assert counts["text_and_image"] == 0 and counts["text_only" if target == "text_only" else "image_only"] > 0
+    report = transfer_parts(dmp, tmp_path / "ckpt" / "step_00000002", ["item_encoder", "user_encoder"])
+    assert any(n.startswith("model.item_encoder.vision_encoder.") for n in report.loaded)
+    assert any(n.startswith("model.item_encoder.text_encoder.") for n in report.loaded)
+    dmp.train()
+    batch = next(iter(train_loader(cfg, env, info)))
+    loss, _ = dmp(batch)
+    loss.backward()
+    idle = "vision_encoder" if target == "text_only" else "text_encoder"
+    used = "text_encoder" if target == "text_only" else "vision_encoder"
+    grads = {n: float(p.grad.abs().sum()) for n, p in dmp.module.named_parameters() if p.grad is not None}
+    assert all(v == 0.0 for n, v in grads.items() if f".{idle}." in n)
+    assert any(v > 0.0 for n, v in grads.items() if f".{used}." in n)
+    optimizer.step()
+    dmp.eval()
+    metrics = evaluate_model(dmp.module.model, eval_loader(cfg, "test", env), env.device, [10], 4096).metrics
+    assert 0.0 <= metrics["ndcg@10"] <= 1.0

@@ -52,6 +52,7 @@ from industrial.data.schema import (
     write_table,
 )
 from industrial.data.stats import compute_stats
+from industrial.modules.images import image_root_of
 
 _FILES = (ITEMS_FILE, USERS_FILE, EVENTS_FILE, *SPLIT_FILES.values())
 _WORD = re.compile(r"\S+")
@@ -112,7 +113,10 @@ def _start(input_dir: Path, out: Path, overwrite: bool) -> dict[str, Any]:
     (out / META_FILE).unlink(missing_ok=True)  # written last: its presence marks a complete dataset
     for name in _FILES:
         shutil.copyfile(input_dir / name, out / name)
-    return json.loads((input_dir / META_FILE).read_text())
+    meta = json.loads((input_dir / META_FILE).read_text())
+    if meta.get("image_root"):  # the images stay where they are: point at them from the new folder
+        meta["image_root"] = str(image_root_of(input_dir, meta).resolve())
+    return meta
 
 
 def _finish(out: Path, meta: dict[str, Any], derived: dict[str, Any]) -> Path:
