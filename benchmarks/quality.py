@@ -13,9 +13,9 @@ Suites (results in ``benchmarks/results/quality_<suite>.{json,md}``, curves as P
     and the content + id model fine-tuned from a pre-training on Amazon Office (a new domain:
     no shared items or users; projector and user encoder transfer).
 ``ml100k``
-    MovieLens-100K with posters: IDRec against content-only models on the text (MiniLM over
-    title + overview), the poster (EfficientNet-Lite0, ImageNet weights) or both, frozen features
-    through whitening/MoE; does the image add anything?
+    MovieLens-100K with posters: IDRec against models on the text (MiniLM over title + overview),
+    the poster (EfficientNet-Lite0, ImageNet weights) or both, frozen features through
+    whitening/MoE, alone (content only) and beside an item-id embedding; does the image add anything?
 ``fewshot``
     Scientific with 5/10/20/50/100% of the training users (``industrial prepare sample``; every
     fraction is tested on all users): IDRec and the content + id model from scratch against the
@@ -117,6 +117,11 @@ SCIENTIFIC: dict[str, QualityRun] = {
         "configs/unim2rec_id_scientific.yaml",
         "cached MiniLM text features + projector + item-id embedding (transductive), dot-product softmax",
     ),
+    "unim2rec_id_inbatch": QualityRun(
+        "configs/unim2rec_id_scientific.yaml",
+        "unim2rec_id with an in-batch sampled softmax (logQ-corrected) instead of the full softmax: the cheaper objective",
+        ("loss.kind=sampled_softmax",),
+    ),
     "unim2rec_office": OFFICE_PRETRAIN,
     "unim2rec_id_office": QualityRun(
         "configs/unim2rec_id_scientific.yaml",
@@ -132,6 +137,16 @@ ML100K: dict[str, QualityRun] = {
     "image": QualityRun("configs/unim2rec_ml100k.yaml", "EfficientNet-Lite0 poster features only", ("model.item.feature_parts=[image]",)),
     "text+image": QualityRun("configs/unim2rec_ml100k.yaml", "text and poster features (concatenated, each standardised)"),
 }
+
+
+def _with_ids(runs: dict[str, QualityRun]) -> dict[str, QualityRun]:
+    """Each content model again beside a trainable item-id embedding, dot-product softmax (as
+    unim2rec_id on Scientific)."""
+    ids = ("model.item.kind=cached+id", "loss.temperature=1.0", "loss.normalize=false")
+    return {f"{n}+id": QualityRun(r.config, f"{r.description} + item-id embedding", r.overrides + ids) for n, r in runs.items() if n != "idrec"}
+
+
+ML100K.update(_with_ids(ML100K))
 
 
 def _fewshot() -> dict[str, QualityRun]:
@@ -355,9 +370,12 @@ def run_table_suite(name: str, cfg: QualityConfig) -> dict[str, Any]:
         result["goals"] = {} if cfg.dry_run else scientific_goals(models)
     if name == "ml100k":
         result["data"] = "MovieLens-100K (leave-one-out), full ranking over all 1,682 movies, history excluded; 1,663 posters"
-        if not cfg.dry_run and {"text", "text+image"} <= set(models):
-            gain = models["text+image"]["ndcg@10"] / models["text"]["ndcg@10"] - 1
-            result["image_adds"] = {"ndcg@10_text+image_over_text": round(gain, 4), "adds": bool(gain > 0)}
+        if not cfg.dry_run:
+            result["image_adds"] = {
+                f"ndcg@10 {both} over {text}": round(models[both]["ndcg@10"] / models[text]["ndcg@10"] - 1, 4)
+                for text, both in (("text", "text+image"), ("text+id", "text+image+id"), ("idrec", "image+id"))
+                if {text, both} <= set(models)
+            }
     return result
 
 
@@ -370,10 +388,11 @@ def run_fewshot(cfg: QualityConfig) -> dict[str, Any]:
         result["pretrained_beats_scratch"] = {
             f"{f:g}": bool(models[f"pretrained@{f:g}"]["ndcg@10"] > models[f"scratch@{f:g}"]["ndcg@10"]) for f in FRACTIONS
         }
+        labels = {"idrec": "IDRec", "scratch": "content + id, from scratch", "pretrained": "content + id, pre-trained on Office"}
         _curve_png(
             Path(cfg.out) / "quality_fewshot.png",
-            "Scientific, share of training users (test on all users)",
-            {k: [(f, curves[k][f"{f:g}"]["ndcg@10"]) for f in FRACTIONS] for k in curves},
+            "Scientific, share of the training users (log scale; tested on all users)",
+            {labels[k]: [(f, curves[k][f"{f:g}"]["ndcg@10"]) for f in FRACTIONS] for k in curves},
             log_x=True,
         )
     return result
@@ -430,6 +449,9 @@ def _curve_png(path: Path, xlabel: str, curves: dict[str, list[tuple[float, floa
         ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=label)
     if log_x:
         ax.set_xscale("log")
+        xs = sorted({x for points in curves.values() for x, _ in points})
+        ax.set_xticks(xs, [f"{x:.0%}" for x in xs])
+        ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test NDCG@10")
     ax.grid(alpha=0.3)

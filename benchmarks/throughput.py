@@ -115,6 +115,12 @@ MODELS: dict[str, ModelSpec] = {
         "cached MiniLM text features in a sharded TorchRec table + parametric whitening / MoE projector",
         needs_features=True,
     ),
+    "unim2rec_inbatch": ModelSpec(
+        "configs/unim2rec_scientific.yaml",
+        "unim2rec with an in-batch sampled softmax (logQ-corrected): projects the batch's items, not the catalogue",
+        ("loss.kind=sampled_softmax",),
+        needs_features=True,
+    ),
     "pmmrec_frozen": ModelSpec(
         "configs/pmmrec_ml100k_finetune.yaml",
         "PMMRec item tower (MiniLM tokens, merge-attention fusion), encoders frozen (outputs kept per item)",
