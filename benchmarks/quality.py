@@ -140,10 +140,12 @@ ML100K: dict[str, QualityRun] = {
 
 
 def _with_ids(runs: dict[str, QualityRun]) -> dict[str, QualityRun]:
-    """Each content model again, the same objective (cosine / 0.07), beside a trainable item-id
-    embedding (a dot-product softmax, as unim2rec_id on Scientific, is unstable over the 1280-d
-    poster features: its initial logits span tens, and the loss stays above log N)."""
-    ids = ("model.item.kind=cached+id",)
+    """Each content model again beside a trainable item-id embedding, with the dot-product
+    softmax of unim2rec_id on Scientific and the features as extracted (unit norm, not
+    standardised): standardised 1280-d poster features put the initial dot-product logits in the
+    tens (the loss stayed above log N, gradient clipping or not), and with cosine / 0.07 the +id
+    models tested below the content-only ones (one run each)."""
+    ids = ("model.item.kind=cached+id", "loss.temperature=1.0", "loss.normalize=false", "model.item.standardize=false")
     return {f"{n}+id": QualityRun(r.config, f"{r.description} + item-id embedding", r.overrides + ids) for n, r in runs.items() if n != "idrec"}
 
 
@@ -295,11 +297,15 @@ def _read_result(folder: Path, command: str) -> dict[str, Any]:
     }
 
 
-def train_suite(suite: Suite, cfg: QualityConfig) -> dict[str, dict[str, Any]]:
-    """Train every model of ``suite`` (``cfg.jobs`` at a time, a fine-tuning after its source)."""
+def train_suite(suite: Suite, cfg: QualityConfig, only: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Train the models of ``suite`` (all, or ``only`` these and their sources), ``cfg.jobs`` at a
+    time, a fine-tuning after its source."""
     make_data(suite.data, cfg)
     entries: dict[str, dict[str, Any]] = {}
-    pending = dict(suite.runs)
+    wanted = set(only or suite.runs)
+    while any(suite.runs[n].pretrained and suite.runs[n].pretrained not in wanted for n in wanted):
+        wanted |= {suite.runs[n].pretrained for n in wanted if suite.runs[n].pretrained}
+    pending = {n: r for n, r in suite.runs.items() if n in wanted}
     running: dict[Future, str] = {}
 
     def start(pool: ThreadPoolExecutor, name: str) -> None:
@@ -326,7 +332,7 @@ def train_suite(suite: Suite, cfg: QualityConfig) -> dict[str, dict[str, Any]]:
                 entries[name]["description"] = suite.runs[name].description
                 if seconds:
                     entries[name]["train_seconds"] = round(seconds, 1)
-    return {name: entries[name] for name in suite.runs}
+    return {name: entries[name] for name in suite.runs if name in entries}
 
 
 # ----------------------------------------------------------------------------- suites
@@ -404,7 +410,7 @@ def run_robustness(cfg: QualityConfig) -> dict[str, Any]:
     result = {**_header("robustness", "Trained models on item content removed or noised (test split)"), "suites": {}}
     for suite_name, run_names in ROBUST_RUNS.items():
         suite = SUITES[suite_name]
-        entries = train_suite(suite, cfg)
+        entries = train_suite(suite, cfg, only=(*run_names, "idrec"))
         base = SCI if suite_name == "scientific" else ML
         features = SCI_FEATURES if suite_name == "scientific" else ML_FEATURES
         folder = Path(cfg.workdir) / "robustness" / suite_name
@@ -429,16 +435,23 @@ def run_robustness(cfg: QualityConfig) -> dict[str, Any]:
             rows["idrec (reads no content)"] = {"clean": {m: entries["idrec"][m] for m in METRICS}}
         result["suites"][suite_name] = {"perturbations": [p.__dict__ for p in PERTURBATIONS[suite_name]], "models": rows}
         if not cfg.dry_run:
-            curves = {}
-            for run, row in rows.items():
+            curves, styles = {}, {}
+            kinds = list(dict.fromkeys(p.curve for p in PERTURBATIONS[suite_name]))
+            for i, run in enumerate(run_names):
                 for p in PERTURBATIONS[suite_name]:
-                    points = curves.setdefault(f"{run}: {p.curve}", [(0.0, row["clean"]["ndcg@10"])])
-                    points.append((p.level, row[p.name]["ndcg@10"] if p.name in row else row["clean"]["ndcg@10"]))
-            _curve_png(Path(cfg.out) / f"quality_robustness_{suite_name}.png", f"{suite.title}: share of items perturbed", curves)
+                    label = f"{run}: {p.curve}"
+                    curves.setdefault(label, [(0.0, rows[run]["clean"]["ndcg@10"])]).append((p.level, rows[run][p.name]["ndcg@10"]))
+                    styles[label] = {"color": f"C{i}", "linestyle": ("-", "--", ":")[kinds.index(p.curve) % 3]}
+            reference = "idrec (reads no content)"
+            curves[reference] = [(0.0, rows[reference]["clean"]["ndcg@10"]), (1.0, rows[reference]["clean"]["ndcg@10"])]
+            styles[reference] = {"color": "grey", "linestyle": "-.", "marker": ""}
+            _curve_png(Path(cfg.out) / f"quality_robustness_{suite_name}.png", f"{suite.title}: share of items perturbed", curves, styles=styles)
     return result
 
 
-def _curve_png(path: Path, xlabel: str, curves: dict[str, list[tuple[float, float]]], log_x: bool = False) -> None:
+def _curve_png(
+    path: Path, xlabel: str, curves: dict[str, list[tuple[float, float]]], log_x: bool = False, styles: dict[str, dict] | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -447,7 +460,8 @@ def _curve_png(path: Path, xlabel: str, curves: dict[str, list[tuple[float, floa
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for label, points in curves.items():
         points = sorted(dict(points).items())
-        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=label)
+        style = {"marker": "o", **(styles or {}).get(label, {})}
+        ax.plot([x for x, _ in points], [y for _, y in points], label=label, **style)
     if log_x:
         ax.set_xscale("log")
         xs = sorted({x for points in curves.values() for x, _ in points})
