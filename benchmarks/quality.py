@@ -135,7 +135,7 @@ ML100K: dict[str, QualityRun] = {
     "idrec": QualityRun("configs/idrec_ml100k.yaml", "IDRec: item ids in a sharded table, SASRec-style"),
     "text": QualityRun("configs/unim2rec_ml100k.yaml", "MiniLM text features only", ("model.item.feature_parts=[text]",)),
     "image": QualityRun("configs/unim2rec_ml100k.yaml", "EfficientNet-Lite0 poster features only", ("model.item.feature_parts=[image]",)),
-    "text+image": QualityRun("configs/unim2rec_ml100k.yaml", "text and poster features (concatenated, each standardised)"),
+    "text+image": QualityRun("configs/unim2rec_ml100k.yaml", "text and poster features, concatenated"),
 }
 
 
@@ -146,7 +146,11 @@ def _with_ids(runs: dict[str, QualityRun]) -> dict[str, QualityRun]:
     tens (the loss stayed above log N, gradient clipping or not), and with cosine / 0.07 the +id
     models tested below the content-only ones (one run each)."""
     ids = ("model.item.kind=cached+id", "loss.temperature=1.0", "loss.normalize=false", "model.item.standardize=false")
-    return {f"{n}+id": QualityRun(r.config, f"{r.description} + item-id embedding", r.overrides + ids) for n, r in runs.items() if n != "idrec"}
+    return {
+        f"{n}+id": QualityRun(r.config, f"{r.description} (unit norm) + item-id embedding, dot product", r.overrides + ids)
+        for n, r in runs.items()
+        if n != "idrec"
+    }
 
 
 ML100K.update(_with_ids(ML100K))
@@ -208,11 +212,20 @@ class Suite:
     data: tuple[DataStep, ...]
     runs: dict[str, QualityRun]
     title: str
+    notes: str = ""  # printed under the table
 
 
 SUITES: dict[str, Suite] = {
     "scientific": Suite("scientific", SCIENTIFIC_DATA, SCIENTIFIC, "Amazon Scientific (test split, full ranking)"),
-    "ml100k": Suite("ml100k", ML_DATA, ML100K, "MovieLens-100K with posters (test split, full ranking)"),
+    "ml100k": Suite(
+        "ml100k",
+        ML_DATA,
+        ML100K,
+        "MovieLens-100K with posters (test split, full ranking)",
+        "Content-only models (text, image, text+image): configs/unim2rec_ml100k.yaml, cosine / 0.07, features "
+        "standardised per part. The +id models add an item-id embedding and use the dot-product softmax of "
+        "unim2rec_id on unit-norm features (see _with_ids in benchmarks/quality.py for why). One run per model.",
+    ),
     "fewshot": Suite("fewshot", FEWSHOT_DATA, _fewshot(), "Scientific few-shot: a fraction of the training users"),
 }
 
@@ -370,7 +383,7 @@ def scientific_goals(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def run_table_suite(name: str, cfg: QualityConfig) -> dict[str, Any]:
     suite = SUITES[name]
     models, sources = _split(train_suite(suite, cfg), suite)
-    result = {**_header(name, suite.title), "models": models, "pretraining": sources}
+    result = {**_header(name, suite.title), "models": models, "pretraining": sources, "notes": suite.notes}
     if name == "scientific":
         result["published"] = PUBLISHED
         result["data"] = "Amazon Scientific (UniSRec split, leave-one-out), full ranking over all 4,385 items, history excluded"
@@ -378,10 +391,10 @@ def run_table_suite(name: str, cfg: QualityConfig) -> dict[str, Any]:
     if name == "ml100k":
         result["data"] = "MovieLens-100K (leave-one-out), full ranking over all 1,682 movies, history excluded; 1,663 posters"
         if not cfg.dry_run:
-            result["image_adds"] = {
-                f"ndcg@10 {both} over {text}": round(models[both]["ndcg@10"] / models[text]["ndcg@10"] - 1, 4)
-                for text, both in (("text", "text+image"), ("text+id", "text+image+id"), ("idrec", "image+id"))
-                if {text, both} <= set(models)
+            result["image_adds"] = {  # relative change of test NDCG@10
+                f"{more} vs {less}": round(models[more]["ndcg@10"] / models[less]["ndcg@10"] - 1, 4)
+                for less, more in (("text", "text+image"), ("text+id", "text+image+id"), ("idrec", "image+id"), ("idrec", "text+id"))
+                if {less, more} <= set(models)
             }
     return result
 
@@ -493,6 +506,8 @@ def markdown(result: dict[str, Any]) -> str:
     rows = [[name, m.get("description", ""), *(f"{m[k]:.4f}" for k in METRICS), m.get("epochs", "")] for name, m in models.items()]
     rows += [[f"{name} (published)", "", *(f"{v[k]:.4f}" for k in METRICS), ""] for name, v in result.get("published", {}).items()]
     lines += [markdown_table(["model", "what", *METRICS, "epochs"], rows), ""]
+    if result.get("notes"):
+        lines += [result["notes"], ""]
     for key in ("goals", "image_adds", "pretrained_beats_scratch"):
         if result.get(key):
             lines += [f"{key}: `{json.dumps(result[key])}`", ""]
