@@ -130,6 +130,14 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def add_override_argument(parser: Any, help: str = "override a config key, e.g. train.epochs=3") -> None:
+    """``--set KEY=VALUE [KEY=VALUE ...]`` (repeatable) on an ``argparse`` parser, into ``overrides``.
+
+    Several pairs may follow one ``--set``: TorchX refuses a component's script arguments that
+    repeat a flag (``torchx run ... -- --set a=1 --set b=2`` fails), ``-- --set a=1 b=2`` passes."""
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=help)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``key=value``; the value is parsed as YAML (``3`` is an int, ``[1,2]`` a list)."""
     if "=" not in text:

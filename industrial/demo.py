@@ -66,7 +66,7 @@ def run(title: str, command: list[str]) -> None:
 
 
 def torchx_command(bin_dir: Path, spec: DemoRun) -> list[str]:
-    sets = ["--set", f"train.out_dir={OUT / spec.name}", "--set", f"train.epochs={spec.epochs}", "--set", "train.progress=false"]
+    sets = ["--set", f"train.out_dir={OUT / spec.name}", f"train.epochs={spec.epochs}", "train.progress=false"]  # one --set: TorchX refuses repeated flags
     if spec.pretrained is None:
         component, extra = "launch/pretrain.py:pretrain", []
     else:

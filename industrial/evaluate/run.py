@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from industrial.config import ConfigError, load
+from industrial.config import ConfigError, add_override_argument, load
 from industrial.data.schema import DatasetError
 from industrial.distributed.env import init_distributed, shutdown
 from industrial.evaluate.breakdown import ItemInfo
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--export", metavar="DIR", help="also write item vectors and the user encoder for serving")
     parser.add_argument("--content", metavar="DATASET", help="item texts / images from this dataset (same items and examples)")
     parser.add_argument("--features", metavar="DIR", help="with --content, for cached-feature models: features extracted from DATASET")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a key of the run's config")
+    add_override_argument(parser, "override a key of the run's config")
     return parser.parse_args(argv)
 
 

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from industrial.config import ConfigError, load
+from industrial.config import ConfigError, add_override_argument, load
 from industrial.distributed.env import DistEnv
 from industrial.train.config import ExperimentConfig
 from industrial.train.run import report_result, train
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="experiment YAML of the target")
     parser.add_argument("--from", dest="source", required=True, help="pre-trained run folder (its best checkpoint) or checkpoint folder")
     parser.add_argument("--transfer", nargs="+", default=["all"], choices=sorted(PART_PREFIXES), help="parts to copy (default: all)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    add_override_argument(parser, "override a config key")
     return parser.parse_args(argv)
 
 

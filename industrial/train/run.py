@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from industrial.config import ConfigError, load
+from industrial.config import ConfigError, add_override_argument, load
 from industrial.data.info import DatasetInfo, load_info
 from industrial.distributed.env import DistEnv, init_distributed, shutdown
 from industrial.distributed.sharding import shard_model
@@ -33,7 +33,7 @@ log = logging.getLogger("industrial.train")
 def parse_args(argv: list[str] | None, prog: str = "industrial train") -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="experiment YAML (see configs/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=3")
+    add_override_argument(parser, "override a config key, e.g. train.epochs=3")
     return parser.parse_args(argv)
 
 
