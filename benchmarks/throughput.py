@@ -32,9 +32,11 @@ is taken under the same machine load::
     ratio_to_idrec  = samples/s(model) / samples/s(idrec)         (ratio of the medians)
     MFU             = FLOPs per sample × samples/s / matmul peak  (see benchmarks/harness.py)
 
-FLOPs per sample are counted with ``FlopCounterMode`` on ``flop_steps`` real training steps
-(forward and backward of the dense computation: the Transformer, the projector, the logits over
-the catalogue; matmul-class operators only) divided by the sequences of those steps. The peak is a
+FLOPs per sample are counted with ``FlopCounterMode`` on ``flop_steps`` real training steps taken
+after the timed ones (forward and backward of the dense computation: the Transformer, the
+projector, the logits over the catalogue; matmul-class operators only) divided by the sequences
+of those steps; counted after, so that a frozen encoder's per-item cache is as warm as in the
+timed steps. The peak is a
 plain fp32 2048×2048 matmul at the same thread count, measured before and after the models (the
 best rate counts).
 
@@ -115,9 +117,14 @@ MODELS: dict[str, ModelSpec] = {
         "cached MiniLM text features in a sharded TorchRec table + parametric whitening / MoE projector",
         needs_features=True,
     ),
-    "unim2rec_inbatch": ModelSpec(
-        "configs/unim2rec_scientific.yaml",
-        "unim2rec with an in-batch sampled softmax (logQ-corrected): projects the batch's items, not the catalogue",
+    "unim2rec_id": ModelSpec(
+        "configs/unim2rec_id_scientific.yaml",
+        "cached MiniLM features + projector + item-id embedding, dot-product full softmax (the best content recipe)",
+        needs_features=True,
+    ),
+    "unim2rec_id_inbatch": ModelSpec(
+        "configs/unim2rec_id_scientific.yaml",
+        "unim2rec_id with an in-batch sampled softmax (logQ-corrected): projects the batch's items, not the catalogue",
         ("loss.kind=sampled_softmax",),
         needs_features=True,
     ),
@@ -344,8 +351,9 @@ def measure(cfg: ThroughputConfig, env: Any, batch_size: int, names: list[str]) 
     the IDRec of the same run (MFU is filled in once the matmul peak is known)."""
     print(f"throughput: {', '.join(names)}, batch {batch_size}", file=sys.stderr, flush=True)
     runs = {name: ModelRun(name, cfg, env, batch_size) for name in names}
-    flops = {name: count_model_flops(model, cfg.flop_steps) for name, model in runs.items()}
     measurements = run_interleaved({name: model.window for name, model in runs.items()}, cfg.harness)
+    # after the timed steps: the FLOPs of steps like them (a frozen encoder's per-item cache as warm)
+    flops = {name: count_model_flops(model, cfg.flop_steps) for name, model in runs.items()}
     models = {name: summarise(runs[name], measurements[name], *flops[name], 1.0) | {"batch_size": batch_size} for name in names}
     add_ratios(models, measurements)
     if cfg.harness.trace_dir:
@@ -497,10 +505,11 @@ def markdown(result: dict[str, Any]) -> str:
             f" same threads, same run). FLOPs: FlopCounterMode on {cfg['flop_steps']} real steps, forward + backward,"
             " matmul-class operators only (Transformer, projector, logits over the catalogue); element-wise work,"
             " embedding lookups and optimizer updates are not counted. Interactions = target positions trained."
-            " Padding = share of the user encoder's tokens that are padding (each batch is padded to its longest sequence)."
-            " The `*_frozen` models keep a frozen encoder's output per item after its first encoding, so their timed steps"
-            " encode only items not seen before while their FLOPs are counted on the first steps (every item new):"
-            " their MFU is an upper bound." + e2e_note,
+            " Padding = share of the padded positions of the user encoder's attention (each batch pads to its longest sequence;"
+            " the token-wise layers run on the real tokens only)."
+            " FLOPs are counted on steps after the timed ones: the `*_frozen` models keep a frozen encoder's output per"
+            " item after its first encoding, so those steps, like the timed ones, encode only items not seen before."
+            + e2e_note,
             "",
             f"Goal (content model >= {goal['threshold']}x IDRec samples/s at the same batch): {verdicts}.",
             "",
