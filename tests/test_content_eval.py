@@ -18,7 +18,7 @@ from industrial.config import from_dict
 from industrial.data.derive import PerturbConfig, perturb_content
 from industrial.data.info import load_info
 from industrial.evaluate.run import main as evaluate_main
-from industrial.recipes.build import _feature_dim, _load_features
+from industrial.recipes.build import feature_table_dim, load_feature_table
 from industrial.train.config import ExperimentConfig
 
 
@@ -58,9 +58,9 @@ def test_feature_parts_choose_parts_and_standardise_each_alone(tiny_cached, tmp_
     info = load_info(tiny_cached["data"])
     for parts, dim in (([], 14), (["text"], 8), (["image"], 6), (["image", "text"], 14)):
         cfg = _config({**tiny_cached, "features": both}, tmp_path / "run", feature_parts=parts)
-        table = _load_features(cfg, info)
-        assert _feature_dim(cfg) == dim and table.shape == (n, dim)
-    table = _load_features(_config({**tiny_cached, "features": both}, tmp_path / "run"), info)
+        table = load_feature_table(cfg, info)
+        assert feature_table_dim(cfg) == dim and table.shape == (n, dim)
+    table = load_feature_table(_config({**tiny_cached, "features": both}, tmp_path / "run"), info)
     image = table[:, 8:]
     assert torch.count_nonzero(image[~torch.from_numpy(has_image)]) == 0  # no image: stays zero
     assert torch.allclose(image[torch.from_numpy(has_image)].mean(0), torch.zeros(6), atol=1e-5)  # over the items with one

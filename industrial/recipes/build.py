@@ -27,7 +27,7 @@ def build_loss(cfg: LossConfig) -> nn.Module:
     return SampledBCELoss()
 
 
-def _load_features(cfg: ExperimentConfig, info: DatasetInfo) -> torch.Tensor:
+def load_feature_table(cfg: ExperimentConfig, info: DatasetInfo) -> torch.Tensor:
     """The feature table's rows: the chosen parts of the features folder, each standardised over
     the items that have it (an item without an image keeps a zero image part), concatenated."""
     from industrial.modules.extract import load_features
@@ -66,7 +66,7 @@ def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
         return build_multimodal_items(cfg.model.item.multimodal, dim, info.path, info.num_items)
     from industrial.modules.projector import MoEAdaptor, ProjectorConfig
 
-    feature_dim = _feature_dim(cfg)
+    feature_dim = feature_table_dim(cfg)
     proj = cfg.model.item.projector
     projector = MoEAdaptor(
         ProjectorConfig(
@@ -99,7 +99,7 @@ def build_text_items(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
     return TextItemEncoder(encoder, tokens, cfg.model.user.dim)
 
 
-def _feature_dim(cfg: ExperimentConfig) -> int:
+def feature_table_dim(cfg: ExperimentConfig) -> int:
     from industrial.modules.extract import read_features_info
 
     return sum(int(read_features_info(cfg.model.item.features, part)["dim"]) for part in _feature_parts(cfg))
@@ -151,7 +151,7 @@ def load_content_tables(dmp: nn.Module, cfg: ExperimentConfig, info: DatasetInfo
     to evaluate a trained model on other item content). Other item kinds read their content
     (texts, images) from ``data.path`` when they are built, and hold no content in checkpoints."""
     if cfg.model.item.kind.startswith("cached"):
-        fill_table(dmp, ITEM_FEATURE_TABLE, _load_features(cfg, info))
+        fill_table(dmp, ITEM_FEATURE_TABLE, load_feature_table(cfg, info))
 
 
 def initialise_tables(dmp: nn.Module, cfg: ExperimentConfig, info: DatasetInfo) -> None:
@@ -160,4 +160,4 @@ def initialise_tables(dmp: nn.Module, cfg: ExperimentConfig, info: DatasetInfo) 
     if kind in ("id", "cached+id"):
         init_table_normal(dmp, ITEM_ID_TABLE, std=0.02, seed=cfg.train.seed)
     if kind.startswith("cached"):
-        fill_table(dmp, ITEM_FEATURE_TABLE, _load_features(cfg, info))
+        fill_table(dmp, ITEM_FEATURE_TABLE, load_feature_table(cfg, info))
