@@ -176,3 +176,39 @@ def test_run_all_plans_every_benchmark(capsys):
     assert run_all.RunAllConfig().summary_path() == run_all.RESULTS / "run_all.json"
     assert run_all.RunAllConfig(only=["scaling"]).summary_path() != run_all.RESULTS / "run_all.json"
     assert run_all.RunAllConfig(quick=True).summary_path().is_relative_to(run_all.TMP)
+
+
+# ----------------------------------------------------------------------------- quality
+@pytest.mark.slow
+def test_quality_suite_orders_finetuning_after_its_source_and_reads_runs_back(tiny, tmp_path):
+    """A two-model suite on the tiny data, through the real ``industrial`` commands: the fine-tuning
+    starts after its source, both report test metrics and their commands, and a second pass reads
+    the finished runs back instead of training them again."""
+    import yaml
+
+    from benchmarks import quality
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "recipe": "unim2rec",
+        "data": {"path": str(tiny["data"]), "max_seq_len": 8, "batch_size": 32, "eval_batch_size": 64, "shuffle_buffer": 128},
+        "model": {"item": {"kind": "cached+id", "features": str(tiny["features"]), "projector": {"experts": 2}},
+                  "user": {"dim": 16, "layers": 1, "heads": 2, "inner_dim": 32, "dropout": 0.0, "max_len": 8}},
+        "train": {"epochs": 1, "progress": False},
+    }))  # fmt: skip
+    runs = {
+        "target": quality.QualityRun(str(config), "fine-tuned", pretrained="source", transfer=("projector", "user_encoder")),
+        "source": quality.QualityRun(str(config), "pre-trained", source=True),
+    }
+    suite = quality.Suite("tiny", (), runs, "tiny")
+    cfg = quality.QualityConfig(suites=[], workdir=str(tmp_path / "work"), jobs=2)
+    entries = quality.train_suite(suite, cfg)
+    assert set(entries) == {"source", "target"}
+    for name, entry in entries.items():
+        assert 0.0 <= entry["ndcg@10"] <= 1.0 and entry["train_seconds"] > 0
+        assert entry["command"].startswith("industrial finetune" if name == "target" else "industrial train")
+    transfer = json.loads((tmp_path / "work" / "tiny" / "target" / "transfer.json").read_text())
+    assert transfer["source"].startswith(str(tmp_path / "work" / "tiny" / "source"))
+    again = quality.train_suite(suite, cfg)
+    assert all("train_seconds" not in e for e in again.values())  # read back
+    assert {n: e["ndcg@10"] for n, e in again.items()} == {n: e["ndcg@10"] for n, e in entries.items()}
