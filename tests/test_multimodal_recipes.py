@@ -7,7 +7,6 @@ through DistributedModelParallel on one process, exactly as ``industrial train``
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest

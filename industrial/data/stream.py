@@ -71,6 +71,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -234,7 +235,14 @@ class Part:
     offsets: np.ndarray  # [n + 1] int64 into values, from 0
     values: np.ndarray  # item ids
     stamps: np.ndarray  # training: timestamps aligned with values; evaluation: empty
-    follow: np.ndarray  # [n] the item after each row's history: training: its last item; evaluation: the target
+    targets: np.ndarray | None = None  # evaluation: [n] targets; training: None
+
+    @cached_property
+    def follow(self) -> np.ndarray:
+        """``[n]`` the item after each row's history: training: its last item; evaluation: the target.
+
+        Computed on first use, by the collate thread (the reader thread is the loader's critical path)."""
+        return self.targets if self.targets is not None else _last_items(self.offsets, self.values)
 
 
 @dataclass
@@ -242,18 +250,28 @@ class Window:
     """The row groups of one shuffle window and the order in which their valid rows are used.
 
     Rows are numbered across the parts (part ``k`` holds rows ``row_start[k]:row_start[k + 1]``).
-    The per-row fields are concatenated over the parts once per window (a few ints per row), so a
-    batch picks its rows' fields with one fancy index each; the items are never concatenated: a
-    batch gathers them from each part straight into its output.
+    The per-row fields are concatenated over the parts once per window (a few ints per row: the
+    row bounds when the window is read, the user ids and next items when the first batch needs
+    them), so a batch picks its rows' fields with one fancy index each; the items are never
+    concatenated: a batch gathers them from each part straight into its output.
     """
 
     parts: list[Part]
     row_start: np.ndarray  # [len(parts) + 1]
-    users: np.ndarray  # [rows] user ids
     starts: np.ndarray  # [rows] first item of the row in its part's ``values`` / ``stamps``
     ends: np.ndarray  # [rows] one past its last item
-    follow: np.ndarray  # [rows] Part.follow
     order: np.ndarray  # valid rows, in use order
+
+    # the fields only batches need are concatenated on first use, in the collate thread
+    @cached_property
+    def users(self) -> np.ndarray:
+        """``[rows]`` user ids."""
+        return _cat([p.user_ids for p in self.parts])
+
+    @cached_property
+    def follow(self) -> np.ndarray:
+        """``[rows]`` :attr:`Part.follow`."""
+        return _cat([p.follow for p in self.parts])
 
     @property
     def size(self) -> int:
@@ -322,7 +340,7 @@ def read_part(split: SplitFiles, files: list[pq.ParquetFile], unit: int) -> Part
         ts_offsets, stamps = _list_column(table, "timestamps", where)
         if not np.array_equal(offsets, ts_offsets):
             raise DatasetError(f"{where}: timestamps and item_ids have different lengths")
-        return Part(users, offsets, values, stamps, _last_items(offsets, values))
+        return Part(users, offsets, values, stamps)
     offsets, values = _list_column(table, "history", where)
     return Part(users, offsets, values, np.zeros(0, dtype=np.int64), _int_column(table, "target", where))
 
@@ -370,10 +388,8 @@ def read_window(
     return Window(
         parts=parts,
         row_start=offsets_from_lengths(np.array([len(p.user_ids) for p in parts], dtype=np.int64)),
-        users=_cat([p.user_ids for p in parts]),
         starts=starts,
         ends=ends,
-        follow=_cat([p.follow for p in parts]),
         order=order,
     )
 
