@@ -15,7 +15,9 @@ Suites (results in ``benchmarks/results/quality_<suite>.{json,md}``, curves as P
 ``ml100k``
     MovieLens-100K with posters: IDRec against models on the text (MiniLM over title + overview),
     the poster (EfficientNet-Lite0, ImageNet weights) or both, frozen features through
-    whitening/MoE, alone (content only) and beside an item-id embedding; does the image add anything?
+    whitening/MoE, alone (content only) and beside an item-id embedding; does the image add
+    anything? Also TransRec's stage 1 and PMMRec's pre-training on the same items with frozen
+    backbones (their CPU-sized configs).
 ``fewshot``
     Scientific with 5/10/20/50/100% of the training users (``industrial prepare sample``; every
     fraction is tested on all users): IDRec and the content + id model from scratch against the
@@ -154,6 +156,23 @@ def _with_ids(runs: dict[str, QualityRun]) -> dict[str, QualityRun]:
 
 
 ML100K.update(_with_ids(ML100K))
+#: the seed methods' own recipes with frozen backbones (their outputs computed once per item): the
+#: CPU-sized configs (20 items of history, batch 32), trained to early stopping
+_FROZEN = ("model.item.multimodal.text.trainable_top_layers=0", "model.item.multimodal.vision.trainable_top_layers=0")
+ML100K.update(
+    {
+        "transrec_stage1": QualityRun(
+            "configs/transrec_ml100k_stage1.yaml",
+            "TransRec stage 1: mixture of modalities (MiniLM + attention pooling | EfficientNet-Lite0), frozen backbones",
+            ("train.epochs=30",),
+        ),
+        "pmmrec_frozen": QualityRun(
+            "configs/pmmrec_ml100k.yaml",
+            "PMMRec pre-training (NICL + NID + RCL + next item), merge-attention fusion over frozen MiniLM / EfficientNet-Lite0 tokens",
+            (*_FROZEN, "train.epochs=30", "train.patience=3"),
+        ),
+    }
+)
 
 
 def _fewshot() -> dict[str, QualityRun]:
