@@ -163,7 +163,7 @@ ML100K.update(
     {
         "transrec_stage1": QualityRun(
             "configs/transrec_ml100k_stage1.yaml",
-            "TransRec stage 1: mixture of modalities (MiniLM + attention pooling | EfficientNet-Lite0), frozen backbones",
+            "TransRec stage 1: mixture of modalities (MiniLM + attention pooling, or EfficientNet-Lite0), frozen backbones",
             ("train.epochs=30",),
         ),
         "pmmrec_frozen": QualityRun(
@@ -243,7 +243,8 @@ SUITES: dict[str, Suite] = {
         "MovieLens-100K with posters (test split, full ranking)",
         "Content-only models (text, image, text+image): configs/unim2rec_ml100k.yaml, cosine / 0.07, features "
         "standardised per part. The +id models add an item-id embedding and use the dot-product softmax of "
-        "unim2rec_id on unit-norm features (see _with_ids in benchmarks/quality.py for why). One run per model.",
+        "unim2rec_id on unit-norm features (see _with_ids in benchmarks/quality.py for why). TransRec stage 1 and PMMRec "
+        "run their own configs (20 items of history, batch 32) with frozen backbones. One run per model.",
     ),
     "fewshot": Suite("fewshot", FEWSHOT_DATA, _fewshot(), "Scientific few-shot: a fraction of the training users"),
 }
