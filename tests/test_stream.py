@@ -243,6 +243,11 @@ def test_length_buckets_cut_padding_and_keep_the_shuffle(dataset):
     assert _ids(first) != _ids(second)
     with pytest.raises(ValueError, match="length_buckets: saved 16, now 0"):
         build_loader(dataset, "train", LoaderConfig(batch_size=16, shuffle_buffer=1000, seed=2, equalize="none")).load_state_dict(loader.state_dict())
+    older = build_loader(dataset, "train", LoaderConfig(batch_size=16, shuffle_buffer=1000, seed=2, equalize="none"))
+    state = older.state_dict()
+    del state["fingerprint"]["length_buckets"]  # as written before length buckets existed: no bucketing
+    older.load_state_dict(state)
+    _same_batches(_epoch(older), plain)
 
 
 def test_rank_defaults_and_refuses_a_state_of_another_rank(dataset):
@@ -294,6 +299,18 @@ def test_resume_continues_with_exactly_the_next_batch(dataset, equalize, buckets
             _same_batches(_epoch(resumed), epochs[1])
         else:
             _same_batches(_epoch(resumed), epochs[1][cut - n0 :])
+
+
+def test_next_epoch_is_read_ahead_and_unchanged_by_it(dataset):
+    cfg = _resume_cfg(equalize="none")
+    loader = build_loader(dataset, "train", cfg)
+    _epoch(loader)
+    epoch, window, future = loader.source._ahead  # in flight (or done) during the last window
+    assert (epoch, window) == (1, 0) and future.result().size > 0
+    continued = _epoch(loader)
+    fresh = build_loader(dataset, "train", cfg)
+    fresh.load_state_dict({**fresh.state_dict(), "epoch": 1})  # epoch 1 with no read ahead
+    _same_batches(_epoch(fresh), continued)
 
 
 def test_resume_before_first_batch_and_with_threads(dataset):

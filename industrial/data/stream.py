@@ -29,7 +29,8 @@ call per row and node would cost more than all the array work.
 
 **Shuffle.** A bounded *window* shuffle: consecutive units of the rank's epoch order are grouped
 into windows of at most ``shuffle_buffer`` rows (at least one row group); a window's valid rows are
-read together (on a reader thread, one window ahead, so Parquet decoding overlaps collation) and
+read together (on a reader thread, one window ahead, and the next epoch's first window during an
+epoch's last, so Parquet decoding overlaps collation) and
 permuted by an RNG seeded by ``(seed, epoch, rank, window)``. Memory is two windows plus the
 prefetched batches, whatever the size of the split. Because every random choice derives from a
 counter (epoch, window, batch index), the loader's state is a handful of integers: it rebuilds
@@ -498,6 +499,10 @@ class EpochStats:
     truncated_items: int  # items cut by max_seq_len, in the windows read
 
 
+# fingerprint keys added after STATE_VERSION 1 states were first written, with the behaviour of
+# the loader that wrote those states
+_FINGERPRINT_BEFORE = {"length_buckets": 0}
+
 _CURSOR_FIELDS = ("epoch", "pass", "window", "offset", "batches", "rows", "repeated", "unused", "counted",
                   "skipped_short", "truncated_items")  # fmt: skip
 
@@ -543,6 +548,7 @@ class RowGroupSource(BaseNode[RowBatch]):
         self._window: tuple[int, Window] | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._ahead: tuple[int, int, Future] | None = None  # (epoch, window, read in flight)
+        self._next_plan: EpochPlan | None = None  # the next epoch's, made when its first window is read ahead
         self._resumed = False
         self._done = False
 
@@ -573,7 +579,7 @@ class RowGroupSource(BaseNode[RowBatch]):
     def check_state(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or state.get(_STATE_MARKER) != STATE_VERSION:
             raise ValueError(f"not a loader state of version {STATE_VERSION} (keys: {sorted(state)[:8]})")
-        saved = state["fingerprint"]
+        saved = {**_FINGERPRINT_BEFORE, **state["fingerprint"]}
         diffs = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in self._fingerprint.items() if saved.get(k) != v]
         if diffs:
             raise ValueError(
@@ -597,7 +603,8 @@ class RowGroupSource(BaseNode[RowBatch]):
             self._resumed = False
 
     def _start(self, epoch: int) -> None:
-        self._plan = self.plan(epoch)
+        upcoming, self._next_plan = self._next_plan, None
+        self._plan = upcoming if upcoming is not None and upcoming.epoch == epoch else self.plan(epoch)
         self._cur = dict.fromkeys(_CURSOR_FIELDS, 0)
         self._cur["epoch"] = epoch
         self._window = None
@@ -629,29 +636,38 @@ class RowGroupSource(BaseNode[RowBatch]):
         return batch
 
     # --- batching
-    def _read(self, epoch: int, w: int) -> Future:
-        """Read window ``w`` of ``epoch`` on the reader thread (every Parquet read happens there)."""
+    def _read(self, plan: EpochPlan, w: int) -> Future:
+        """Read window ``w`` of ``plan`` on the reader thread (every Parquet read happens there)."""
         rng = None
         if self.cfg.shuffle and self.split.kind == "train":
-            rng = np.random.default_rng([self.cfg.seed, _STREAM_WINDOW, epoch, self.rank, w])
+            rng = np.random.default_rng([self.cfg.seed, _STREAM_WINDOW, plan.epoch, self.rank, w])
         if self._reader is None:
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-group-reader")
         bucketing = None
         if rng is not None and self.cfg.length_buckets:
             bucketing = Bucketing(self.cfg.batch_size, self.cfg.length_buckets, self.cfg.max_seq_len + 1)
-        return self._reader.submit(read_window, self.split, self._files, self._plan.windows[w], rng, bucketing)
+        return self._reader.submit(read_window, self.split, self._files, plan.windows[w], rng, bucketing)
 
     def _load(self, w: int) -> Window:
         """Window ``w`` of the current epoch; the next one is read ahead, overlapping decoding
-        (pyarrow, GIL released) with the collation of this one."""
+        (pyarrow, GIL released) with the collation of this one. After the last window comes the
+        next epoch's first (the plan is a pure function of the epoch), so that an epoch does not
+        start by waiting for a read."""
         if self._window is not None and self._window[0] == w:
             return self._window[1]
         cur, plan = self._cur, self._plan
-        ahead, self._ahead = self._ahead, None
-        future = ahead[2] if ahead is not None and ahead[:2] == (plan.epoch, w) else self._read(plan.epoch, w)
+        ahead = self._ahead
+        if ahead is not None and ahead[:2] == (plan.epoch, w):
+            future, self._ahead = ahead[2], None
+        else:  # a read ahead for another position (the next epoch's, while a pass repeats) stays
+            future = self._read(plan, w)
         window = future.result()
         if w + 1 < len(plan.windows):
-            self._ahead = (plan.epoch, w + 1, self._read(plan.epoch, w + 1))
+            self._ahead = (plan.epoch, w + 1, self._read(plan, w + 1))
+        elif self._ahead is None or self._ahead[:2] != (plan.epoch + 1, 0):
+            self._next_plan = upcoming = self.plan(plan.epoch + 1)
+            if upcoming.windows:
+                self._ahead = (upcoming.epoch, 0, self._read(upcoming, 0))
         if cur["pass"] == 0 and w >= cur["counted"]:
             lengths = window.lengths()
             keep = self.cfg.max_seq_len + (1 if self.split.kind == "train" else 0)
