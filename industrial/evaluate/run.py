@@ -31,15 +31,15 @@ import torch
 from safetensors.torch import save_file
 
 from industrial.config import ConfigError, add_override_argument, load
-from industrial.data.schema import DatasetError
+from industrial.data.schema import SPLIT_FILES, DatasetError, read_table
 from industrial.distributed.env import init_distributed, shutdown
 from industrial.evaluate.breakdown import ItemInfo
 from industrial.evaluate.model_eval import encode_catalogue, evaluate_model
 from industrial.evaluate.report import export_item_vectors, write_report
+from industrial.recipes.build import load_content_tables
 from industrial.train import checkpoint as ckpt
 from industrial.train.config import ExperimentConfig
 from industrial.train.loaders import eval_loader
-from industrial.recipes.build import load_content_tables
 from industrial.train.run import build
 
 
@@ -58,8 +58,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def content_overrides(cfg: ExperimentConfig, content: str, features: str | None) -> list[str]:
     """The config overrides of ``--content`` / ``--features``; a clear error when they do not fit."""
-    from industrial.data.schema import SPLIT_FILES, read_table
-
     if cfg.model.item.kind.startswith("cached") and features is None:
         raise ConfigError(f"--content: this run's items are cached features (model.item.kind={cfg.model.item.kind}): give --features extracted from {content}")
     for name in ("items.parquet", SPLIT_FILES["valid"], SPLIT_FILES["test"]):

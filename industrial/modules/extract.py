@@ -151,12 +151,13 @@ class _Part:
     def settings(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def content_digest(self) -> str:
-        raise NotImplementedError
-
     def content_keys(self) -> list[str]:
         """Per item, a string equal for equal content (what ``reuse`` compares)."""
         raise NotImplementedError
+
+    def content_digest(self) -> str:
+        """One digest of every item's content (part of the output's fingerprint)."""
+        return _digest(self.content_keys())
 
     def encode(self, ids: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Yield ``(item_ids, vectors float32 [b, D], ok bool [b])`` batch by batch."""
@@ -200,7 +201,7 @@ class _TextPart(_Part):
         self._prepare_encoder(TextEncoder(cfg.text), device, cfg.normalize)
         self.config = cfg.text
         self.texts = texts
-        self.texts_sha1 = _digest(t or "" for t in texts)
+        self.texts_sha1 = _digest(text_keys(texts))
         self.tokens = _cached_tokens(part_dir / TOKENS_FILE, texts, self.texts_sha1, self.encoder, cfg.text)
         lengths = self.tokens.lengths.numpy()
         self.present = lengths > 0
@@ -212,7 +213,7 @@ class _TextPart(_Part):
         return {"pooling": c.pooling, "normalize": self.normalize, "max_length": c.max_length, "tokenizer": c.tokenizer_source()}
 
     def content_digest(self) -> str:
-        return self.texts_sha1
+        return self.texts_sha1  # computed once, also the key of the token cache
 
     def content_keys(self) -> list[str]:
         return text_keys(self.texts)
@@ -262,9 +263,6 @@ class _ImagePart(_Part):
     def settings(self) -> dict[str, Any]:
         return {"pooling": self.config.pooling, "normalize": self.normalize, "transform": asdict(self.encoder.transform.config)}
 
-    def content_digest(self) -> str:
-        return _digest(self.content_keys())
-
     def content_keys(self) -> list[str]:
         return image_keys(self.reader)
 
@@ -299,9 +297,9 @@ def image_keys(reader: ItemImages) -> list[str]:
     return [f"{p or ''}|{hashlib.sha1(b).hexdigest() if b is not None else ''}" for p, b in zip(reader.paths, reader.blobs)]
 
 
-def _reusable(part: _Part, reuse: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _reusable(part: _Part, reuse: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The items of ``part`` whose content equals that of ``reuse``'s dataset: ``(item_ids,
-    vectors, ok, n)`` copied from ``reuse``; an error when its encoder or settings differ."""
+    vectors, ok)`` copied from ``reuse``; an error when its encoder or settings differ."""
     features, present, info = _load_part(reuse / part.name if (reuse / part.name / INFO_FILE).exists() else reuse)
     if info["modality"] != part.name:
         raise ExtractError(f"--reuse {reuse}: holds {info['modality']!r} features, not {part.name!r}")
@@ -317,7 +315,7 @@ def _reusable(part: _Part, reuse: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
     mine = part.content_keys()
     same = np.array([a == b for a, b in zip(mine, theirs)], dtype=bool)
     ids = part.order[same[part.order]]
-    return ids, features[ids], present[ids], int(len(ids))
+    return ids, features[ids], present[ids]
 
 
 def _digest(strings: Any) -> str:
@@ -402,10 +400,10 @@ def _run_part(part: _Part, part_dir: Path, cfg: ExtractConfig) -> dict[str, Any]
     if cfg.reuse:
         reused = _reusable(part, Path(cfg.reuse))
         part.order = part.order[~np.isin(part.order, reused[0])]
-        log.info("%s: %d items unchanged since %s, %d to encode", part.name, reused[3], cfg.reuse, len(part.order))
+        log.info("%s: %d items unchanged since %s, %d to encode", part.name, len(reused[0]), cfg.reuse, len(part.order))
     fingerprint = part.fingerprint(cfg)
     if reused is not None:
-        fingerprint["reuse"] = {"from": str(Path(cfg.reuse).resolve()), "items": reused[3]}
+        fingerprint["reuse"] = {"from": str(Path(cfg.reuse).resolve()), "items": len(reused[0])}
     if _check_or_start(part_dir, fingerprint, cfg.overwrite):
         log.info("%s: already complete, nothing to do", part_dir)
         return json.loads((part_dir / INFO_FILE).read_text())

@@ -159,5 +159,4 @@ def initialise_tables(dmp: nn.Module, cfg: ExperimentConfig, info: DatasetInfo) 
     kind = cfg.model.item.kind
     if kind in ("id", "cached+id"):
         init_table_normal(dmp, ITEM_ID_TABLE, std=0.02, seed=cfg.train.seed)
-    if kind.startswith("cached"):
-        fill_table(dmp, ITEM_FEATURE_TABLE, load_feature_table(cfg, info))
+    load_content_tables(dmp, cfg, info)
