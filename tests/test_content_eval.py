@@ -17,6 +17,7 @@ import torch
 from industrial.config import from_dict
 from industrial.data.derive import PerturbConfig, perturb_content
 from industrial.data.info import load_info
+from industrial import cli
 from industrial.evaluate.run import main as evaluate_main
 from industrial.recipes.build import feature_table_dim, load_feature_table
 from industrial.train.config import ExperimentConfig
@@ -95,10 +96,10 @@ def test_evaluate_on_other_content(tiny_cached, tmp_path, capsys):
     assert json.loads((run / "eval" / "test-blank" / "metrics.json").read_text())["meta"]["content"] == str(blank)
 
     capsys.readouterr()
-    assert evaluate_main([str(run), "--content", str(blank)]) == 2
+    assert cli.main(["evaluate", str(run), "--content", str(blank)]) == 2
     assert "give --features" in capsys.readouterr().err
     other = tmp_path / "other"
     shutil.copytree(tiny_cached["data"], other)
     (other / "test.parquet").write_bytes((tiny_cached["data"] / "valid.parquet").read_bytes())
-    assert evaluate_main([str(run), "--content", str(other), "--features", str(tiny_cached["features"])]) == 2
+    assert cli.main(["evaluate", str(run), "--content", str(other), "--features", str(tiny_cached["features"])]) == 2
     assert "test.parquet does not hold the same rows" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from industrial import cli
 from industrial.data.derive import PerturbConfig, SampleConfig, perturb_content, sample_users
 from industrial.data.prepare import main as prepare_main
 from industrial.data.schema import DatasetError
@@ -80,5 +81,5 @@ def test_bad_options_and_folders_are_refused(scientific, tmp_path, capsys):
         perturb_content(PerturbConfig(str(scientific), str(scientific)))
     assert prepare_main(["sample", "--input", str(scientific), "--out", str(tmp_path / "cli"), "--users", "0.2"]) == 0
     assert "training_users 1688 of 8442" in capsys.readouterr().out
-    assert prepare_main(["sample", "--input", str(scientific), "--out", str(tmp_path / "cli"), "--users", "0.2"]) == 1
+    assert cli.main(["prepare", "sample", "--input", str(scientific), "--out", str(tmp_path / "cli"), "--users", "0.2"]) == 2
     assert "not empty" in capsys.readouterr().err

@@ -221,7 +221,7 @@ def test_cli(dataset, tmp_path, capsys, full_text):
     features, _, info = load_features(out)
     assert torch.equal(features, full_text[0])
     assert json.loads((out / "features.json").read_text())["parts"]["text"]["dim"] == 32
-    assert main(["--dataset", str(dataset), "--out", str(out), "--modality", "image"]) == 1
+    assert main(["--dataset", str(dataset), "--out", str(out), "--modality", "image"]) == 2
     assert "needs --encoder" in capsys.readouterr().err
 
 

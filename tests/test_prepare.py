@@ -275,9 +275,9 @@ def test_command_line_prepare_and_merge(tmp_path, capsys, two_domains):
 
 
 def test_command_line_errors(tmp_path, capsys):
-    assert main(["--format", "generic", "--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 1
+    assert cli.main(["prepare", "--format", "generic", "--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert "nowhere: source folder does not exist" in capsys.readouterr().err
-    assert main(["--format", "generic", "--source", str(tmp_path), "--out", str(tmp_path / "o"), "--k-core", "-1"]) == 1
+    assert cli.main(["prepare", "--format", "generic", "--source", str(tmp_path), "--out", str(tmp_path / "o"), "--k-core", "-1"]) == 2
     assert "k_core must be >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--format", "nope"])

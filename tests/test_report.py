@@ -93,16 +93,36 @@ def test_report_command_compares_runs(run, tmp_path, capsys):
 
 def test_report_command_errors(run, tmp_path, capsys):
     run_dir, _, _ = run
-    with pytest.raises(SystemExit) as err:
-        main([str(tmp_path / "missing")])
-    assert err.value.code == 2 and "no such run folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main([str(run_dir), "--breakdown", "colour=red"])
+    assert cli.main(["report", str(tmp_path / "missing")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    assert cli.main(["report", str(run_dir), "--breakdown", "colour=red"]) == 2
     assert "no breakdown 'colour'" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit):
-        main([str(tmp_path / "empty")])
-    assert "was the run evaluated" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "was the run evaluated" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_shows_and_warns_about_datasets(run, tmp_path, capsys):
+    """Runs evaluated on different datasets or splits are flagged; each run's dataset is shown."""
+    run_dir, _, _ = run
+    other = tmp_path / "other"
+    other.mkdir()
+    data = json.loads((run_dir / "metrics.json").read_text())
+    data["meta"] = {"split": "test", "dataset": "data/prepared/a", "dataset_fingerprint": "a" * 64}
+    (other / "metrics.json").write_text(json.dumps(data))
+    same = tmp_path / "same"
+    same.mkdir()
+    (same / "metrics.json").write_text(json.dumps(data))
+    assert cli.main(["report", str(other), str(same), "--out", str(tmp_path / "t.md")]) == 0
+    captured = capsys.readouterr()
+    assert "data/prepared/a (fingerprint aaaaaaaaaaaa), split test" in captured.out
+    assert "warning" not in captured.err
+    data["meta"] = {"split": "valid", "dataset": "data/prepared/a", "dataset_fingerprint": "a" * 64}
+    (same / "metrics.json").write_text(json.dumps(data))
+    assert cli.main(["report", str(other), str(same), "--out", str(tmp_path / "t.md")]) == 0
+    assert "different datasets or splits" in capsys.readouterr().err
+    assert "not comparable" in (tmp_path / "t.md").read_text()
 
 
 def test_export_item_vectors(tmp_path):

@@ -155,6 +155,60 @@ def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, nproc):
     assert a["test"] == b["test"] and a["steps"] == b["steps"]
 
 
+
+def _valid_lines(run: Path) -> list[str]:
+    """The run's validations, ``step N valid metric=value ...``, in order (every start of it)."""
+    return [line.split(" INFO ", 1)[1] for line in (run / "train.log").read_text().splitlines() if " valid " in line and " INFO step " in line]
+
+
+@pytest.mark.parametrize("nproc,periodic", [(1, "checkpoint_every"), (2, "eval_every")])
+def test_resume_from_an_epochs_last_batch(dataset, tmp_path, nproc, periodic):
+    """A checkpoint taken inside the loop on an epoch's last batch (``checkpoint_every`` or
+    ``eval_every`` a multiple of the epoch) resumes as the uninterrupted run goes on: the epoch's
+    end first (its batch log record, the end-of-epoch validation or checkpoint the stop skipped),
+    then the next epochs; same steps, epochs, validations, batch logs, weights and results.
+
+    The run is stopped right after that checkpoint by ``train.max_steps``: a validation came
+    before it (so no final one is added) and nothing is written after it but the stopped run's
+    results, which the resumed run replaces: the run folder a kill right after the checkpoint
+    leaves. Before the fix, the resumed run counted the next epoch's batches as the rest of the
+    checkpoint's epoch and trained a further epoch.
+    """
+    epochs, per_epoch = 3, _batches_per_epoch(dataset, nproc)
+    if periodic == "checkpoint_every":  # checkpoint on the last batch, then the validation at the epoch end
+        train = dict(epochs=epochs, checkpoint_every=per_epoch, eval_every=0, batch_log=True)
+        stop = 2 * per_epoch
+    else:  # validation + checkpoint on the last batch, then the checkpoint at the epoch end
+        train = dict(epochs=epochs, eval_every=per_epoch, batch_log=True)
+        stop = per_epoch
+    straight = tmp_path / "straight"
+    subprocess.run(_train_command(_config(dataset, straight, **train), nproc), check=True, env=_env(), cwd=REPO)
+
+    stopped = tmp_path / "stopped"
+    subprocess.run(_train_command(_config(dataset, stopped, **train, max_steps=stop), nproc), check=True, env=_env(), cwd=REPO)
+    assert _latest_step(stopped) == stop
+    saved = json.loads((stopped / "checkpoints" / f"step_{stop:08d}" / "trainer.json").read_text())
+    assert saved["epoch"] == stop // per_epoch - 1, "the checkpoint must be the one inside the epoch, before its end"
+    subprocess.run(_train_command(_config(dataset, stopped, **train), nproc), check=True, env=_env(), cwd=REPO)
+    assert f"at step {stop} (epoch {stop // per_epoch - 1})" in (stopped / "train.log").read_text()
+
+    a = json.loads((straight / "result.json").read_text())
+    b = json.loads((stopped / "result.json").read_text())
+    assert (a["steps"], a["epochs"]) == (epochs * per_epoch, epochs)
+    assert (b["steps"], b["epochs"]) == (a["steps"], a["epochs"])
+    assert _valid_lines(stopped) == _valid_lines(straight) and len(_valid_lines(straight)) == epochs
+    assert {k: b[k] for k in ("best_valid", "checkpoint", "valid", "test")} == {k: a[k] for k in ("best_valid", "checkpoint", "valid", "test")}
+    from industrial.train.batch_log import batch_log_path, read_batch_log
+
+    for rank in range(nproc):
+        expected = read_batch_log(batch_log_path(straight, rank))
+        assert read_batch_log(batch_log_path(stopped, rank)) == expected, f"rank {rank}: the batch logs differ"
+    _assert_every_sequence_once_per_epoch(dataset, stopped, nproc, epochs)
+    expected, got = _final_weights(straight), _final_weights(stopped)
+    assert expected.keys() == got.keys() and expected
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
 def _assert_every_sequence_once_per_epoch(dataset: Path, run: Path, nproc: int, epochs: int) -> None:
     """Across the ranks, each epoch's batches hold distinct users, and those plus the sequences the
     loader counted as left out (equalising the ranks) or too short are every training row."""
@@ -200,7 +254,7 @@ def test_unknown_config_key_is_named(dataset, tmp_path):
     config.write_text(yaml.safe_dump(data))
     proc = subprocess.run(_train_command(config), env=_env(), cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "unknown config key train.'epoch'" in proc.stdout
+    assert "unknown config key train.'epoch'" in proc.stderr
 
 
 TINY_BERT = dict(model_type="bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
@@ -223,4 +277,4 @@ def test_end_to_end_text_items_train(dataset, tmp_path):
     data["loss"] = {"kind": "full_softmax"}
     config.write_text(yaml.safe_dump(data))
     proc = subprocess.run(_train_command(config), env=_env(), cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 2 and "use sampled_softmax or bce" in proc.stdout
+    assert proc.returncode == 2 and "use sampled_softmax or bce" in proc.stderr

@@ -30,7 +30,6 @@ import argparse
 import json
 import re
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from industrial.config import ConfigError
+from industrial.data.integrity import check_dataset, check_output_folder, staged_dataset
 from industrial.data.schema import (
     EVENTS_FILE,
     ITEMS_FILE,
@@ -68,7 +69,7 @@ class SampleConfig:
 
     def validate(self) -> None:
         if not 0 < self.users <= 1:
-            raise ValueError(f"users must be a fraction in (0, 1], got {self.users}")
+            raise ConfigError(f"users must be a fraction in (0, 1], got {self.users}")
 
 
 @dataclass
@@ -86,7 +87,7 @@ class PerturbConfig:
         for key in ("drop_text", "drop_images", "noise_text", "word_noise"):
             value = getattr(self, key)
             if not 0 <= value <= 1:
-                raise ValueError(f"{key} must be a fraction in [0, 1], got {value}")
+                raise ConfigError(f"{key} must be a fraction in [0, 1], got {value}")
 
 
 def _chosen(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -102,26 +103,29 @@ def _share(n: int, fraction: float) -> int:
 
 
 def _start(input_dir: Path, out: Path, overwrite: bool) -> dict[str, Any]:
-    """Check the input and the output folder; copy every file; return the input's meta."""
+    """Check the input (a complete dataset) and the output folder; return the input's meta."""
     if not (input_dir / META_FILE).exists():
         raise DatasetError(f"{input_dir}: not a prepared dataset (no {META_FILE})")
     if out.resolve() == input_dir.resolve():
         raise DatasetError(f"{out}: the output folder must not be the input")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DatasetError(f"{out}: folder is not empty; choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / META_FILE).unlink(missing_ok=True)  # written last: its presence marks a complete dataset
-    for name in _FILES:
-        shutil.copyfile(input_dir / name, out / name)
-    meta = json.loads((input_dir / META_FILE).read_text())
+    meta = check_dataset(input_dir)
+    check_output_folder(out, overwrite, [input_dir])
+    for key in ("files", "fingerprint"):  # the derived dataset gets its own
+        meta.pop(key, None)
     if meta.get("image_root"):  # the images stay where they are: point at them from the new folder
         meta["image_root"] = str(image_root_of(input_dir, meta).resolve())
     return meta
 
 
-def _finish(out: Path, meta: dict[str, Any], derived: dict[str, Any]) -> Path:
-    tables = {name: read_table(out, name) for name in _FILES}
-    name = out.resolve().name
+def _copy(input_dir: Path, stage: Path) -> None:
+    """Every Parquet file of the input into the (empty) stage; the operation rewrites some."""
+    for name in _FILES:
+        shutil.copyfile(input_dir / name, stage / name)
+
+
+def _finish(out: Path, name: str, meta: dict[str, Any], derived: dict[str, Any]) -> Path:
+    """Write stats.json, then meta.json (last) into ``out`` (the stage); ``name`` is the dataset's."""
+    tables = {file: read_table(out, file) for file in _FILES}
     stats = compute_stats(
         tables[ITEMS_FILE],
         tables[EVENTS_FILE],
@@ -141,13 +145,23 @@ def sample_users(cfg: SampleConfig) -> Path:
     cfg.validate()
     source, out = Path(cfg.input), Path(cfg.out)
     meta = _start(source, out, cfg.overwrite)
+    with staged_dataset(out, cfg.overwrite, [source]) as stage:
+        _copy(source, stage)
+        derived = _sample(cfg, source, stage)
+        _finish(stage, out.resolve().name, meta, derived)
+    return out
+
+
+def _sample(cfg: SampleConfig, source: Path, stage: Path) -> dict[str, Any]:
     train = read_table(source, SPLIT_FILES["train"])
+    if train.num_rows == 0:
+        raise DatasetError(f"{source / SPLIT_FILES['train']}: no training sequence to sample from")
     keep = _chosen(train.num_rows, max(1, _share(train.num_rows, cfg.users)), np.random.default_rng([cfg.seed, 1]))
     train = train.filter(pa.array(keep))
     users = train.column("user_id")
-    write_table(train, out / SPLIT_FILES["train"])
+    write_table(train, stage / SPLIT_FILES["train"])
     events = read_table(source, EVENTS_FILE)
-    write_table(events.filter(pc.is_in(events.column("user_id"), value_set=users)), out / EVENTS_FILE)
+    write_table(events.filter(pc.is_in(events.column("user_id"), value_set=users)), stage / EVENTS_FILE)
     derived = {
         "from": str(source),
         "operation": "sample",
@@ -156,7 +170,7 @@ def sample_users(cfg: SampleConfig) -> Path:
         "training_users": f"{train.num_rows} of {len(keep)}",
         "evaluation": "valid and test copied whole from the input (all users)",
     }
-    return _finish(out, meta, derived)
+    return derived
 
 
 def _noised(text: str, vocabulary: np.ndarray, p: float, rng: np.random.Generator) -> str:
@@ -174,6 +188,14 @@ def perturb_content(cfg: PerturbConfig) -> Path:
     cfg.validate()
     source, out = Path(cfg.input), Path(cfg.out)
     meta = _start(source, out, cfg.overwrite)
+    with staged_dataset(out, cfg.overwrite, [source]) as stage:
+        _copy(source, stage)
+        derived = _perturb(cfg, source, stage)
+        _finish(stage, out.resolve().name, meta, derived)
+    return out
+
+
+def _perturb(cfg: PerturbConfig, source: Path, stage: Path) -> dict[str, Any]:
     items = read_table(source, ITEMS_FILE)
     texts = items.column("text").to_pylist()
     has_text = np.array([bool(t and t.strip()) for t in texts])
@@ -199,7 +221,7 @@ def perturb_content(cfg: PerturbConfig) -> Path:
                "image_bytes": pa.array(image_bytes, pa.binary())}  # fmt: skip
     for name, column in columns.items():
         items = items.set_column(items.schema.get_field_index(name), name, column)
-    write_table(items, out / ITEMS_FILE)
+    write_table(items, stage / ITEMS_FILE)
     derived = {
         "from": str(source),
         "operation": "perturb",
@@ -212,7 +234,7 @@ def perturb_content(cfg: PerturbConfig) -> Path:
         "images_removed": f"{len(drop_image)} of {len(image_rows)}",
         "texts_noised": f"{len(noise)} of {len(text_rows)}",
     }
-    return _finish(out, meta, derived)
+    return derived
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -240,11 +262,8 @@ def _parser(operation: str) -> argparse.ArgumentParser:
 def main(operation: str, argv: list[str]) -> int:
     """``industrial prepare sample|perturb``."""
     args = vars(_parser(operation).parse_args(argv))
-    try:
-        out = sample_users(SampleConfig(**args)) if operation == "sample" else perturb_content(PerturbConfig(**args))
-    except (DatasetError, ValueError) as e:
-        print(f"industrial prepare {operation}: error: {e}", file=sys.stderr)
-        return 1
+    # a DatasetError / ConfigError (user errors) goes up to `industrial`: one line, exit code 2
+    out = sample_users(SampleConfig(**args)) if operation == "sample" else perturb_content(PerturbConfig(**args))
     derived = json.loads((out / META_FILE).read_text())["derived"][-1]
     print(", ".join(f"{k} {v}" for k, v in derived.items() if k not in ("from", "operation")))
     print(f"wrote {out}")

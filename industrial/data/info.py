@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from industrial.data.integrity import check_dataset
 from industrial.data.negatives import count_items
-from industrial.data.schema import ITEMS_FILE, SPLIT_FILES, read_table
+from industrial.data.schema import ITEMS_FILE, SPLIT_FILES, DatasetError, read_table
 
 
 @dataclass
@@ -28,13 +29,21 @@ class DatasetInfo:
 
 
 def load_info(path: str | Path) -> DatasetInfo:
-    """Read the catalogue and the training item counts of a prepared dataset."""
+    """Read the catalogue and the training item counts of a prepared dataset.
+
+    The dataset must be complete (:func:`industrial.data.integrity.check_dataset`): a partial or
+    mixed folder (an interrupted prepare, files copied from two runs) is refused with a
+    :class:`DatasetError` naming the file.
+    """
     path = Path(path)
+    check_dataset(path)
     items = read_table(path, ITEMS_FILE, columns=["item_id", "domain"])
     item_ids = items.column("item_id").to_numpy()
     num_items = len(item_ids)
+    if num_items == 0:
+        raise DatasetError(f"{path / ITEMS_FILE}: no item; re-run `industrial prepare` with a source that has items")
     if not np.array_equal(np.sort(item_ids), np.arange(num_items)):
-        raise ValueError(f"{path / ITEMS_FILE}: item_id must run over 0..{num_items - 1}")
+        raise DatasetError(f"{path / ITEMS_FILE}: item_id must run over 0..{num_items - 1}")
     domain_names = items.column("domain").to_pylist()
     domains = sorted(set(domain_names))
     index = {name: i for i, name in enumerate(domains)}

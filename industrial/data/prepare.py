@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from industrial.config import ConfigError, from_dict, to_dict
+from industrial.config import ConfigError, from_dict, read_yaml, to_dict
 from industrial.data.ingest import ADAPTERS, Adapter, IngestRequest, get_adapter
 from industrial.data.ingest.build import CanonicalDataset, ProcessingOptions, build, resolve_split_policy
 from industrial.data.ingest.images import resolve_images
 from industrial.data.ingest.problems import Problems
+from industrial.data.integrity import check_output_folder, staged_dataset
 from industrial.data.schema import (
     EVENTS_FILE,
     ITEMS_FILE,
@@ -118,26 +118,16 @@ def merge_datasets(config: MergeConfig) -> Path:
     return _run(get_adapter("prepared"), request, config, Path(config.out), config.name, config.overwrite)
 
 
-def _check_output(out: Path, sources: list[Path], overwrite: bool) -> None:
-    resolved = out.resolve()
-    for source in sources:
-        if source.resolve() == resolved:
-            raise DatasetError(f"{out}: the output folder must not be the source {source}")
-    if out.exists() and not out.is_dir():
-        raise DatasetError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DatasetError(f"{out}: folder is not empty; choose another --out or pass --overwrite")
-
-
 def _run(
     adapter: Adapter, request: IngestRequest, config: ProcessingOptions, out: Path, name: str | None, overwrite: bool
 ) -> Path:
-    _check_output(out, request.sources, overwrite)
+    check_output_folder(out, overwrite, request.sources)  # before reading: fail fast
     problems = request.problems
     raw = adapter.read(request)
     resolve_images(raw.catalog, raw.image_root, check=config.check_images, embed=config.embed_images)
     policy = resolve_split_policy(raw, config.split, adapter.name)
     dataset = build(raw, config, problems, policy)
+    _require_events(raw, dataset, problems)
     name = name or out.resolve().name
     stats = compute_stats(
         dataset.items,
@@ -163,8 +153,24 @@ def _run(
         "fallbacks": stats["fallbacks"],
         "examples": stats["examples"],
     }
-    _write(out, dataset, config.row_group_size, meta, stats)
+    with staged_dataset(out, overwrite=overwrite, sources=request.sources) as stage:
+        _write(stage, dataset, config.row_group_size, meta, stats)
     return out
+
+
+def _require_events(raw: Any, dataset: CanonicalDataset, problems: Problems) -> None:
+    """A source without events would make a dataset that trains on nothing and evaluates to NaN:
+    refuse it, naming the files. (Events all dropped by the options are counted, and the command
+    warns: see :func:`_warn_about`.)"""
+    if len(raw.events) == 0:
+        files = ", ".join(raw.event_files) or ", ".join(raw.sources)
+        skipped = problems.skipped
+        why = f" (every row was skipped as bad: {_counts(skipped)})" if skipped else " (only a header, or no rows)"
+        raise DatasetError(f"{files}: no event to prepare{why}; give a file with events")
+
+
+def _counts(counts: Any) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v) or "none counted"
 
 
 def _split_description(policy: str) -> dict[str, str]:
@@ -180,7 +186,6 @@ def _split_description(policy: str) -> dict[str, str]:
 def _write(
     out: Path, dataset: CanonicalDataset, row_group_size: int, meta: dict[str, Any], stats: dict[str, Any]
 ) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     tables = {
         ITEMS_FILE: dataset.items,
         USERS_FILE: dataset.users,
@@ -238,6 +243,12 @@ def _add_processing_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--row-group-size", dest="row_group_size", type=int, metavar="N", help="rows per Parquet row group"
+    )
+    group.add_argument(
+        "--duplicates",
+        choices=["keep", "drop"],
+        help="events repeated with the same user, item and timestamp: keep (default) or drop the repeats;"
+        " counted either way (duplicate_events)",
     )
     parser.add_argument("--name", help="dataset name (default: the output folder's name)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
@@ -299,9 +310,7 @@ def _config(cls: type, args: argparse.Namespace) -> Any:
     values.pop("list_domains", None)
     if config_path is not None:
         path = Path(config_path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
     if "domains" in values:
@@ -316,7 +325,11 @@ def _list_domains(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.is_dir():
         raise DatasetError(f"{source}: source folder does not exist")
-    for domain in get_adapter(args.format).available_domains(source):
+    domains = get_adapter(args.format).available_domains(source)
+    if not domains:
+        adapter = get_adapter(args.format)
+        raise DatasetError(f"{source}: no {adapter.name} data found ({adapter.summary})")
+    for domain in domains:
         print(domain)
     return 0
 
@@ -332,20 +345,42 @@ def main(argv: list[str] | None = None) -> int:
     parser = _merge_parser() if merge else _prepare_parser()
     args = parser.parse_args(argv[1:] if merge else argv)
     quiet = getattr(args, "quiet", False)
-    try:
-        if getattr(args, "list_domains", False):
-            return _list_domains(args)
-        if merge:
-            out = merge_datasets(_config(MergeConfig, args))
-        else:
-            out = prepare_dataset(_config(PrepareConfig, args))
-    except (DatasetError, ConfigError) as e:
-        print(f"industrial prepare: error: {e}", file=sys.stderr)
-        return 1
+    # a DatasetError / ConfigError (user errors) goes up to `industrial`: one line, exit code 2
+    if getattr(args, "list_domains", False):
+        return _list_domains(args)
+    if merge:
+        out = merge_datasets(_config(MergeConfig, args))
+    else:
+        out = prepare_dataset(_config(PrepareConfig, args))
+    stats = json.loads((out / STATS_FILE).read_text())
     if not quiet:
-        print(format_stats(json.loads((out / STATS_FILE).read_text())))
+        print(format_stats(stats))
+    _warn_about(stats)
     print(f"wrote {out}")
     return 0
+
+
+def _warn_about(stats: dict[str, Any]) -> None:
+    """Say on stderr what a user must know even with --quiet: duplicates, nothing to evaluate."""
+    fallbacks = stats.get("fallbacks") or {}
+    if not stats.get("events"):
+        dropped = ", ".join(f"{k} {v}" for k, v in fallbacks.items() if k.startswith(("events_dropped", "items_dropped")))
+        print(
+            f"industrial prepare: warning: the options dropped every event ({dropped}): the dataset is empty;"
+            " loosen --k-core / --min-seq-len / --require-content / --domains",
+            file=sys.stderr,
+        )
+        return
+    if fallbacks.get("duplicate_events"):
+        example = (stats.get("examples", {}).get("duplicate_events") or [""])[0]
+        print(f"industrial prepare: note: {fallbacks['duplicate_events']} duplicate events ({example})", file=sys.stderr)
+    splits = stats.get("splits") or {}
+    if not any((splits.get(name) or {}).get("rows") for name in ("valid", "test")):
+        print(
+            "industrial prepare: warning: no valid or test example (every user has fewer than 3 events, or the"
+            " source split has none): `industrial evaluate` has nothing to measure on this dataset",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from industrial.errors import UserError
+
 ITEMS_FILE = "items.parquet"
 USERS_FILE = "users.parquet"
 EVENTS_FILE = "events.parquet"
@@ -105,7 +107,7 @@ def balanced_row_group_size(num_rows: int, requested: int = DEFAULT_ROW_GROUP_SI
     return max(1, min(requested, max(MIN_ROW_GROUP_ROWS, -(-num_rows // MIN_ROW_GROUPS))))
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A prepared dataset (or a raw input) is malformed; the message names the file and row."""
 
 
@@ -138,7 +140,11 @@ def read_table(root: str | os.PathLike, name: str, columns: list[str] | None = N
     path = Path(root) / name
     if not path.exists():
         raise DatasetError(f"{path}: missing; is {root} a dataset written by `industrial prepare`?")
-    table = pq.read_table(path, columns=columns)
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DatasetError(f"{path}: not a readable Parquet file ({reason}); re-run `industrial prepare`") from None
     expected = SCHEMAS.get(name)
     if expected is not None:
         for field in expected:
@@ -154,7 +160,13 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
     path = Path(root) / META_FILE
     if not path.exists():
         raise DatasetError(f"{path}: missing; is {root} a dataset written by `industrial prepare`?")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not valid JSON ({e}); re-run `industrial prepare`") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: expected a JSON object, got {type(meta).__name__}; re-run `industrial prepare`")
+    return meta
 
 
 def num_items(root: str | os.PathLike) -> int:

@@ -66,6 +66,7 @@ another rank/world size or other batch settings, naming the difference.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -551,6 +552,7 @@ class RowGroupSource(BaseNode[RowBatch]):
         self._next_plan: EpochPlan | None = None  # the next epoch's, made when its first window is read ahead
         self._resumed = False
         self._done = False
+        self._quiet = False  # a probe (see ended) does not log the epochs it finishes
 
     @property
     def equalize(self) -> Equalize:
@@ -575,6 +577,32 @@ class RowGroupSource(BaseNode[RowBatch]):
         """Start from ``state`` at the next ``reset(None)``."""
         self.check_state(state)
         self._pending = state
+
+    def ended(self, state: dict[str, Any]) -> EpochStats | None:
+        """The stats of the epoch of position ``state`` when no batch of it is left, else None.
+
+        Restoring such a position continues with the next epoch (see the class doc): a trainer
+        that saved it right after the epoch's last batch, before it saw the epoch end, learns
+        here that the epoch is over and what it did. Asked of a copy of this source, which reads
+        at most what the next batch would (nothing with a batch quota); this one is left as it
+        is, and the stats are those it will record when it passes that end.
+        """
+        self.check_state(state)
+        if self.needs_counts():
+            self.counts()  # computed once, shared with the probe
+        probe = copy.copy(self)
+        probe.finished, probe._quiet = [], True
+        probe._files = probe._reader = probe._ahead = probe._next_plan = probe._pending = probe._window = None
+        try:
+            probe.reset(state)
+            try:
+                probe._next_batch()
+            except StopIteration:
+                return probe.finished[-1]
+            return None
+        finally:
+            if probe._reader is not None:
+                probe._reader.shutdown(wait=False, cancel_futures=True)
 
     def check_state(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or state.get(_STATE_MARKER) != STATE_VERSION:
@@ -736,12 +764,12 @@ class RowGroupSource(BaseNode[RowBatch]):
             )
             self.finished.append(stats)
             name = Path(self.split.paths[0]).name
-            if stats.skipped_short:
+            if stats.skipped_short and not self._quiet:
                 (log.warning if len(self.finished) == 1 else log.info)(
                     "%s rank %d epoch %d: %d sequences shorter than 2 items skipped (no target)",
                     name, self.rank, plan.epoch, stats.skipped_short,
                 )  # fmt: skip
-            if stats.unused or stats.repeated:
+            if (stats.unused or stats.repeated) and not self._quiet:
                 log.info(
                     "%s rank %d epoch %d: %d batches; equalize=%s left out %d and repeated %d sequences",
                     name, self.rank, plan.epoch, stats.batches, self.equalize, stats.unused, stats.repeated,
@@ -953,6 +981,12 @@ class SequenceLoader:
     def epoch_stats(self) -> list[EpochStats]:
         """Epochs completed in this process, with what was skipped, left out or repeated."""
         return list(self.source.finished)
+
+    def epoch_ended(self, state: dict[str, Any]) -> EpochStats | None:
+        """When position ``state`` (a :meth:`state_dict`) has no batch of its epoch left, the
+        :class:`EpochStats` that epoch ends with; else None. After ``load_state_dict(state)`` the
+        next ``iter()`` yields the next epoch's batches in the first case, this one's in the other."""
+        return self.source.ended(state)
 
     def batches_per_rank(self, epoch: int | None = None) -> list[int]:
         """Batches every rank yields in ``epoch`` (default: the current one)."""

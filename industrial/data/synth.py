@@ -28,7 +28,10 @@ What the generator models (all vectorised numpy, one chunk of users at a time):
 Splits are leave-one-out: ``train`` holds ``seq[:-2]``, ``valid`` is ``seq[:-2] -> seq[-2]`` and
 ``test`` is ``seq[:-1] -> seq[-1]``. Every file is written in chunks with
 ``pyarrow.parquet.ParquetWriter`` under a temporary name, then renamed: memory stays bounded by one
-chunk (``--chunk-events``) plus per-item counters, whatever the number of users.
+chunk (``--chunk-events``) plus per-item counters, whatever the number of users. The whole dataset
+is written into a hidden sibling of ``--out`` and swapped in at the end
+(:func:`industrial.data.integrity.staged_dataset`): an interrupted run leaves ``--out`` as it was;
+a non-empty ``--out`` is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from industrial.data.schema import (
     USERS_SCHEMA,
     write_json,
 )
+from industrial.data.integrity import staged_dataset
 from industrial.data.stats import content_counts
 
 PURPOSE = "synthetic data for scale and throughput work only; not for model-quality claims"
@@ -98,6 +102,7 @@ class SynthConfig:
     gamma: float = 3.0  # within-bucket popularity: rank = ⌊S · u^γ⌋
     chunk_events: int = 1_000_000  # events generated (and held) at once
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE  # rows per row group of the split files
+    overwrite: bool = False  # replace a non-empty ``out`` (a previous dataset)
 
     def validate(self) -> None:
         if self.users < 1 or self.items < 2 or self.domains < 1:
@@ -497,8 +502,12 @@ class _Writers:
 def generate(cfg: SynthConfig, progress: bool = False) -> dict[str, Any]:
     """Write the dataset into ``cfg.out``; returns the statistics written to ``stats.json``."""
     cfg.validate()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_dataset(cfg.out, overwrite=cfg.overwrite) as stage:
+        return _generate(cfg, stage, progress)
+
+
+def _generate(cfg: SynthConfig, out: Path, progress: bool) -> dict[str, Any]:
+    """Write every file into ``out`` (the stage), meta.json last."""
     cat = make_catalogue(cfg, np.random.default_rng([cfg.seed, 0]))
     writers = _Writers(out, SCHEMAS)
     tally = Tally(cfg.domains, cfg.items)
@@ -573,6 +582,7 @@ def parse_args(argv: list[str] | None) -> tuple[SynthConfig, bool]:
     p.add_argument("--gamma", type=float, default=d.gamma, help="within-bucket popularity exponent (>= 1)")
     p.add_argument("--chunk-events", type=int, default=d.chunk_events, help="events held in memory at once")
     p.add_argument("--row-group-size", type=int, default=d.row_group_size, help="rows per row group of the splits")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (a previous dataset)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     args = p.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthConfig)}

@@ -54,8 +54,10 @@ class OptimConfig:
     grad_clip: float = 0.0  # max global norm of dense gradients; 0 = off
 
     def validate(self) -> None:
-        if self.lr <= 0 or self.sparse_lr < 0:
-            raise ValueError("learning rates must be positive")
+        if not (self.lr > 0 and self.sparse_lr >= 0):
+            raise ValueError(f"learning rates must be positive (lr={self.lr}, sparse_lr={self.sparse_lr})")
+        if self.weight_decay < 0 or self.sparse_weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay, sparse_weight_decay and grad_clip must be >= 0")
 
 
 def _sparse_optimizer(cfg: OptimConfig) -> tuple[type[torch.optim.Optimizer], dict]:

@@ -27,12 +27,14 @@ import argparse
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from industrial.errors import UserError
 from industrial.evaluate.breakdown import Evaluation
 from industrial.evaluate.metrics import METRIC_NAMES, metric_key
 
@@ -56,7 +58,7 @@ def breakdown_title(name: str) -> str:
     return BREAKDOWN_TITLES.get(name, name.replace("_", " "))
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A run folder or a metrics file cannot be read; the message names it."""
 
 
@@ -362,6 +364,19 @@ def comparison_rows(
     return ["run", *columns, "count"], rows
 
 
+def evaluated_on(runs: Sequence[str | Path]) -> tuple[list[str], bool]:
+    """One line per run naming the dataset and split it was evaluated on (its metrics.json's meta),
+    and whether they differ between runs (then the numbers are not comparable)."""
+    lines, keys = [], set()
+    for run in runs:
+        meta = load_metrics(run).get("meta") or {}
+        dataset, fingerprint, split = meta.get("dataset"), meta.get("dataset_fingerprint"), meta.get("split")
+        keys.add((fingerprint or dataset, split))
+        shown = f"{dataset} (fingerprint {fingerprint[:12]})" if dataset and fingerprint else (dataset or "dataset not recorded")
+        lines.append(f"{run}: {shown}, split {split or 'not recorded'}")
+    return lines, len(keys) > 1
+
+
 def plot_comparison(header: Sequence[str], rows: Sequence[Sequence[Any]], path: str | Path, title: str = "") -> Path:
     """Grouped bars: one group per metric column, one bar per run (the comparison table drawn)."""
     columns = list(header[1:-1])  # between the run name and the count
@@ -395,13 +410,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", metavar="FILE", help="also write the table as markdown to this file")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the table as grouped bars")
     args = parser.parse_args(argv)
-    try:
-        header, rows = comparison_rows(args.runs, args.metrics, args.breakdown)
-    except ReportError as e:
-        parser.exit(2, f"industrial report: error: {e}\n")
+    header, rows = comparison_rows(args.runs, args.metrics, args.breakdown)
+    sources, mixed = evaluated_on(args.runs)
     missing = [c for i, c in enumerate(args.metrics, start=1) if all(row[i] is None for row in rows)]
     table = markdown_table(header, rows)
     print(table)
+    print("\nevaluated on:\n" + "\n".join(f"  {line}" for line in sources))
+    if mixed:
+        print("industrial report: warning: these runs were evaluated on different datasets or splits; "
+              "their numbers are not comparable", file=sys.stderr)
+        table += "\n\n**Warning: these runs were evaluated on different datasets or splits; their numbers are not comparable.**"
+    table += "\n\nEvaluated on:\n\n" + "\n".join(f"- {line}" for line in sources)
     if missing:
         print(f"note: no run reports {', '.join(missing)}")
     if args.out:

@@ -39,6 +39,8 @@ from industrial.evaluate.report import export_item_vectors, write_report
 from industrial.recipes.build import load_content_tables
 from industrial.train import checkpoint as ckpt
 from industrial.train.config import ExperimentConfig
+from industrial.train.run_dataset import dataset_meta, read_run_dataset
+from industrial.data.integrity import dataset_fingerprint
 from industrial.train.loaders import eval_loader
 from industrial.train.run import build
 
@@ -52,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--export", metavar="DIR", help="also write item vectors and the user encoder for serving")
     parser.add_argument("--content", metavar="DATASET", help="item texts / images from this dataset (same items and examples)")
     parser.add_argument("--features", metavar="DIR", help="with --content, for cached-feature models: features extracted from DATASET")
+    parser.add_argument("--other-dataset", action="store_true",
+                        help="evaluate on data.path even when it is not the dataset the run trained on (its fingerprint differs)")
     add_override_argument(parser, "override a key of the run's config")
     return parser.parse_args(argv)
 
@@ -68,27 +72,52 @@ def content_overrides(cfg: ExperimentConfig, content: str, features: str | None)
     return [f"data.path={content}"] + ([f"model.item.features={features}"] if features else [])
 
 
+def check_same_dataset(run: Path, path: str, allow_other: bool) -> None:
+    """Refuse a dataset other than the one the run trained on (its fingerprint, in ``RUN/dataset.json``)."""
+    trained = read_run_dataset(run)
+    if trained is None:
+        print(f"industrial evaluate: note: {run} records no dataset fingerprint (trained before they existed); not checked", file=sys.stderr)
+        return
+    now = dataset_fingerprint(path)
+    if now != trained["fingerprint"] and not allow_other:
+        raise DatasetError(
+            f"{path}: not the dataset {run} trained on (fingerprint {now[:12]} here, {trained['fingerprint'][:12]} "
+            f"when trained from {trained['path']}); pass --other-dataset to evaluate on it anyway"
+        )
+
+
 def resolve_checkpoint(run: Path, name: str) -> Path:
+    """``best``, ``latest`` or a ``step_XXXXXXXX`` folder of the run, its files all present.
+
+    A damaged checkpoint or a pointer naming anything else is a ``CheckpointError``; contents are
+    hashed against the manifest when the checkpoint is loaded.
+    """
     directory = run / "checkpoints"
-    path = ckpt.find_checkpoint(directory, name) if name in (ckpt.BEST, ckpt.LATEST) else directory / name
-    if path is None or not (path / "trainer.json").exists():
+    if name in (ckpt.BEST, ckpt.LATEST):
+        path = ckpt.find_checkpoint(directory, name)
+    else:
+        path = ckpt.checkpoint_folder(directory, name) if (directory / name).exists() or not ckpt.is_checkpoint_name(name) else None
+    if path is None:
         raise FileNotFoundError(f"{run}: no {name!r} checkpoint (looked in {directory})")
+    ckpt.verify_checkpoint(path, hashes=False)
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = Path(args.run)
-    try:
-        cfg = load(ExperimentConfig, run / "config.yaml", args.overrides)
-        if args.content:  # the same config, reading its item content from elsewhere
-            cfg = load(ExperimentConfig, run / "config.yaml", [*args.overrides, *content_overrides(cfg, args.content, args.features)])
-        elif args.features:
-            raise ConfigError("--features goes with --content")
-        checkpoint = resolve_checkpoint(run, args.checkpoint)
-    except (ConfigError, FileNotFoundError, DatasetError) as err:
-        print(f"industrial evaluate: {err}", file=sys.stderr)
-        return 2
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(f"{run}: not a run folder (no config.yaml); give the train.out_dir of a run")
+    cfg = load(ExperimentConfig, run / "config.yaml", args.overrides)
+    if args.content:  # the same config, reading its item content from elsewhere
+        cfg = load(ExperimentConfig, run / "config.yaml", [*args.overrides, *content_overrides(cfg, args.content, args.features)])
+    elif args.features:
+        raise ConfigError("--features goes with --content")
+    else:
+        check_same_dataset(run, cfg.data.path, args.other_dataset)
+    checkpoint = resolve_checkpoint(run, args.checkpoint)
+    if args.export:  # an export folder that cannot be written fails now, not after the evaluation
+        Path(args.export).mkdir(parents=True, exist_ok=True)
     env = init_distributed()
     dmp, optimizer, info = build(cfg, env)
     state = {"model": dmp.state_dict(), "optimizer": optimizer.state_dict()}
@@ -103,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     default_out = run / "eval" / (f"{args.split}-{Path(args.content).name}" if args.content else args.split)
     out = Path(args.out) if args.out else default_out
     if env.is_main:
-        meta = {"run": str(run), "checkpoint": checkpoint.name, "split": args.split, "recipe": cfg.recipe}
+        meta = {"run": str(run), "checkpoint": checkpoint.name, "split": args.split, "recipe": cfg.recipe, **dataset_meta(cfg.data.path)}
         if args.content:
             meta.update(content=args.content, features=args.features)
         files = write_report(evaluation, out, title=f"{cfg.recipe} ({run.name}): {args.split}", meta=meta, tensorboard_dir=out / "tensorboard")

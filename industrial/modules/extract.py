@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from industrial.data.schema import ITEMS_FILE, DatasetError, read_table, write_json
+from industrial.errors import UserError
 from industrial.modules.images import ImageError, ItemImages
 from industrial.modules.pretrained import EncoderLoadError, weights_digest
 from industrial.modules.text import TextEncoder, TextEncoderConfig, TokenizedTexts, tokenize_texts
@@ -73,7 +74,7 @@ TOKENS_FILE = "tokens.pt"
 CHUNKS_DIR = "chunks"
 
 
-class ExtractError(RuntimeError):
+class ExtractError(UserError, RuntimeError):
     """Extraction cannot go on (settings differ from a run to resume, bad options, unfinished output)."""
 
 
@@ -729,15 +730,15 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``industrial extract``; 0 when done (or stopped by --max-chunks), 1 on an error."""
+    """Entry point of ``industrial extract``; 0 when done (or stopped by --max-chunks), 2 on an error."""
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         out = extract_features(config_from_args(args))
     except (ExtractError, EncoderLoadError, DatasetError, ImageError, ValueError, OSError) as e:
-        print(f"industrial extract: error: {e}", file=sys.stderr)
-        return 1
+        print(f"industrial extract: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     if not is_complete(out):
         print(f"stopped early (--max-chunks); run the same command again to resume: {out}")
     else:

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from industrial.errors import UserError
+
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -46,7 +48,7 @@ HALF = [0.5, 0.5, 0.5]
 _RESAMPLE = {2: "bilinear", 3: "bicubic"}
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An item's image is missing or cannot be decoded; names the item id and the path."""
 
     def __init__(self, item_id: int | None, path: str | None, reason: str):

@@ -33,6 +33,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from industrial.errors import UserError
+
 log = logging.getLogger(__name__)
 
 #: Name of the installed all-MiniLM-L6-v2 weights.
@@ -42,7 +44,7 @@ MINILM = "minilm"
 _LAYER_LIST_NAMES = ("layer", "layers", "stages", "blocks")
 
 
-class EncoderLoadError(RuntimeError):
+class EncoderLoadError(UserError, RuntimeError):
     """An encoder could not be located or loaded; the message names the source and what was tried."""
 
 

@@ -8,9 +8,11 @@ by ``max_seq_len``).
 
 The log always describes the weights of the latest checkpoint plus the steps after it: records
 are flushed before every checkpoint, and a resumed run first cuts the records of the steps after
-the checkpoint it resumes from (the killed run's lost work), so that a run killed and resumed
-leaves the same file as a run that was never interrupted. Reading the file answers "which
-examples did step N train on?" and "did every sequence come exactly once per epoch?".
+the checkpoint it resumes from (the killed run's lost work) and the end record of an epoch the
+checkpoint had not seen end (one taken on the epoch's last batch: the resumed run writes that
+record again), so that a run killed and resumed leaves the same file as a run that was never
+interrupted. Reading the file answers "which examples did step N train on?" and "did every
+sequence come exactly once per epoch?".
 """
 
 from __future__ import annotations
@@ -49,10 +51,24 @@ class BatchLog:
     def flush(self) -> None:
         self._file.flush()
 
-    def truncate(self, step: int) -> None:
-        """Keep the records of steps ``<= step`` (a resume from the checkpoint of ``step``)."""
+    def truncate(self, step: int, epochs: int | None = None) -> None:
+        """Keep what a resume from the checkpoint of ``step`` with ``epochs`` completed epochs
+        continues from: the records of steps ``<= step``, minus the end records of epochs
+        ``>= epochs`` (written by the killed run after that checkpoint, at the same step).
+
+        A last line cut short by the kill (the file is flushed at checkpoints only, so it comes
+        after the checkpoint's records) is dropped with the rest of the killed run's steps.
+        """
         self._file.close()
-        kept = [r for r in read_batch_log(self.path) if r["step"] <= step]
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # torn by the kill: a record of a step after the checkpoint
+            if record["step"] > step or (record.get("end") and epochs is not None and record["epoch"] >= epochs):
+                continue
+            kept.append(record)
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(self.path, "a")
 

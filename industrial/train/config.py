@@ -10,6 +10,7 @@ from typing import Literal
 
 from industrial.data.augment import AugmentConfig
 from industrial.distributed.sharding import OptimConfig, ShardingConfig
+from industrial.evaluate.metrics import METRIC_NAMES
 from industrial.modules.multimodal import MultiModalConfig
 from industrial.modules.text import TextEncoderConfig
 from industrial.modules.user_encoder import UserEncoderConfig
@@ -37,6 +38,8 @@ class DataConfig:
             raise ValueError("path: the prepared dataset folder must be set (data.path)")
         if self.batch_size < 1 or self.eval_batch_size < 1 or self.max_seq_len < 2:
             raise ValueError("batch sizes must be >= 1 and max_seq_len >= 2")
+        if self.num_negatives < 0 or self.length_buckets < 0 or self.shuffle_buffer < 1:
+            raise ValueError("num_negatives and length_buckets must be >= 0, shuffle_buffer >= 1")
 
 
 @dataclass
@@ -93,6 +96,10 @@ class LossConfig:
     pmmrec: PMMRecSettings = field(default_factory=PMMRecSettings)  # kind pmmrec; see industrial/recipes/pmmrec.py
     unim2rec: UniM2RecSettings = field(default_factory=UniM2RecSettings)  # kind unim2rec; see industrial/recipes/unim2rec.py
 
+    def validate(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature={self.temperature}: must be > 0")
+
 
 @dataclass
 class TrainConfig:
@@ -112,11 +119,32 @@ class TrainConfig:
     progress: bool = True  # progress bar on rank 0
     batch_log: bool = False  # write every step's user ids to out_dir/batches/rank{R}.jsonl (industrial/train/batch_log.py)
 
+    def validate(self) -> None:
+        if not self.out_dir:
+            raise ValueError("out_dir: the run folder must be set (train.out_dir)")
+        positive = {"epochs": self.epochs, "log_every": self.log_every, "keep_checkpoints": self.keep_checkpoints}
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{key}={value}: must be >= 1")
+        counts = {"max_steps": self.max_steps, "eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every, "patience": self.patience}
+        for key, value in counts.items():
+            if value < 0:
+                raise ValueError(f"{key}={value}: must be >= 0 (0 = {'off' if key != 'eval_every' else 'every epoch'})")
+        name, _, k = self.metric.partition("@")
+        if name not in METRIC_NAMES or not k.isascii() or not k.isdigit() or int(k) < 1:
+            raise ValueError(f"metric={self.metric!r}: expected NAME@K with NAME one of {list(METRIC_NAMES)} and K a cutoff in eval.ks, e.g. ndcg@10")
+
 
 @dataclass
 class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [5, 10, 20, 50])  # cut-offs of every metric
     item_chunk: int = 65536  # items scored at once (bounds memory)
+
+    def validate(self) -> None:
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks={self.ks}: give at least one cut-off, each >= 1")
+        if self.item_chunk < 1:
+            raise ValueError(f"item_chunk={self.item_chunk}: must be >= 1")
 
 
 @dataclass
@@ -131,6 +159,8 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self) -> None:
+        if self.train.metric.partition("@")[2].isdigit() and int(self.train.metric.partition("@")[2]) not in self.eval.ks:
+            raise ValueError(f"train.metric={self.train.metric!r}: its cut-off is not in eval.ks={self.eval.ks}")
         if self.model.user.max_len < self.data.max_seq_len:
             raise ValueError(
                 f"model.user.max_len={self.model.user.max_len} is shorter than data.max_seq_len={self.data.max_seq_len}"

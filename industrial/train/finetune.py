@@ -17,11 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
-from industrial.config import ConfigError, add_override_argument, load
+from industrial.config import add_override_argument, load
 from industrial.distributed.env import DistEnv
 from industrial.train.config import ExperimentConfig
 from industrial.train.run import report_result, train
-from industrial.train.transfer import PART_PREFIXES, TransferError, resolve_source, transfer_parts
+from industrial.train.transfer import PART_PREFIXES, resolve_source, transfer_parts
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,12 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = load(ExperimentConfig, args.config, args.overrides)
-        resolve_source(args.source)
-    except (ConfigError, TransferError) as err:
-        print(f"industrial finetune: {err}")
-        return 2
+    cfg = load(ExperimentConfig, args.config, args.overrides)
+    resolve_source(args.source)
 
     def load_pretrained(dmp, env: DistEnv) -> None:
         report = transfer_parts(dmp, args.source, args.transfer)
@@ -49,8 +45,4 @@ def main(argv: list[str] | None = None) -> int:
             (Path(cfg.train.out_dir) / "transfer.json").write_text(json.dumps(record, indent=2))
             print(f"transferred {len(report.loaded)} tensors ({', '.join(report.parts)}) from {report.source}")
 
-    try:
-        return report_result(train(cfg, after_build=load_pretrained))
-    except TransferError as err:
-        print(f"industrial finetune: {err}")
-        return 2
+    return report_result(train(cfg, after_build=load_pretrained))

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from industrial.config import ConfigError, add_override_argument, load
+from industrial.data.integrity import check_dataset
 from industrial.data.info import DatasetInfo, load_info
 from industrial.distributed.env import DistEnv, init_distributed, shutdown
 from industrial.distributed.sharding import shard_model
@@ -25,6 +27,7 @@ from industrial.evaluate.model_eval import evaluate_model
 from industrial.recipes.build import build_task, initialise_tables
 from industrial.train.config import ExperimentConfig
 from industrial.train.loaders import eval_loader, train_loader
+from industrial.train.run_dataset import record_run_dataset
 from industrial.train.trainer import Trainer, setup_run_folder
 
 log = logging.getLogger("industrial.train")
@@ -61,10 +64,26 @@ def model_evaluator(cfg: ExperimentConfig, env: DistEnv, dmp: torch.nn.Module, i
     return evaluate
 
 
+def check_inputs(cfg: ExperimentConfig) -> None:
+    """Refuse a missing or partial dataset or features folder, or a resume on another dataset,
+    before anything is written (every rank decides alike, so no rank waits for a failed one)."""
+    check_dataset(cfg.data.path)
+    if cfg.model.item.kind.startswith("cached") and not Path(cfg.model.item.features).exists():
+        raise ConfigError(f"model.item.features={cfg.model.item.features}: no such features folder (write it with `industrial extract`)")
+    record_run_dataset(cfg.train.out_dir, cfg.data.path, resuming=_resuming(cfg), write=False)
+
+
+def _resuming(cfg: ExperimentConfig) -> bool:
+    return cfg.train.resume and (Path(cfg.train.out_dir) / "checkpoints" / "latest").exists()
+
+
 def train(cfg: ExperimentConfig, after_build: Callable[[torch.nn.Module, DistEnv], None] | None = None) -> dict[str, Any]:
     """Build, (optionally) adjust the fresh model, train, test. A rerun resumes from `latest`."""
+    check_inputs(cfg)
     env = init_distributed()
     setup_run_folder(cfg, env)
+    if env.is_main:
+        record_run_dataset(cfg.train.out_dir, cfg.data.path, resuming=_resuming(cfg))
     dmp, optimizer, info = build(cfg, env)
     if after_build is not None:
         after_build(dmp, env)
@@ -74,12 +93,7 @@ def train(cfg: ExperimentConfig, after_build: Callable[[torch.nn.Module, DistEnv
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = load(ExperimentConfig, args.config, args.overrides)
-    except ConfigError as err:
-        print(f"industrial train: {err}")
-        return 2
-    return report_result(train(cfg))
+    return report_result(train(load(ExperimentConfig, args.config, args.overrides)))
 
 
 def report_result(result: dict[str, Any]) -> int:

@@ -39,12 +39,19 @@ from industrial.evaluate.report import write_report
 from industrial.train import checkpoint as ckpt
 from industrial.train.batch_log import BatchLog
 from industrial.train.config import ExperimentConfig
+from industrial.train.run_dataset import dataset_meta
 
 log = logging.getLogger("industrial.train")
 
 
 class StatefulLoader(Protocol):
-    """What the trainer needs of a loader: iterate one epoch per ``iter()``, save and restore."""
+    """What the trainer needs of a loader: iterate one epoch per ``iter()``, save and restore.
+
+    A loader may also offer ``epoch_ended(state) -> stats | None`` (the stats of the epoch that
+    position ``state`` is at the very end of; :meth:`industrial.data.stream.SequenceLoader.epoch_ended`),
+    with which a run resumed from a checkpoint taken on an epoch's last batch ends that epoch
+    before the next one (:meth:`Trainer._epoch_ended`).
+    """
 
     def __iter__(self): ...
 
@@ -111,6 +118,9 @@ class Trainer:
         self.out = Path(cfg.train.out_dir)
         self.checkpoints = self.out / "checkpoints"
         self.state = TrainState()
+        # restored from a checkpoint taken on an epoch's last batch: the loader's stats of that
+        # epoch, whose end the next _run_epoch completes without a batch (see restore)
+        self._ended: Any | None = None
         self.writer = SummaryWriter(str(self.out / "tensorboard")) if env.is_main else None
         self.batch_log = BatchLog(self.out, env.rank) if cfg.train.batch_log else None
         # clipped parameters: every trainable one whose optimizer is not fused into the backward
@@ -136,30 +146,72 @@ class Trainer:
         log.info("checkpoint %s", path)
         return path
 
-    def restore(self, path: Path) -> None:
+    def restore(self, path: Path, verified: bool = False) -> None:
+        """Continue from checkpoint ``path`` (``verified``: its manifest was just checked)."""
         materialize_optimizer_state(self.optimizer)
         sharded = self._sharded_state()
-        rank_state, trainer_state = ckpt.load_checkpoint(path, sharded)
+        rank_state, trainer_state = ckpt.load_checkpoint(path, sharded, verify=not verified)
         self.dmp.load_state_dict(sharded["model"])
         self.optimizer.load_state_dict(sharded["optimizer"])
         self.loader.load_state_dict(rank_state["loader"])
         ckpt.set_rng_state(rank_state["rng"])
         for key in TrainState.__dataclass_fields__:
             setattr(self.state, key, trainer_state[key])
+        self._ended = self._epoch_ended(rank_state["loader"])
         if self.batch_log is not None:
-            self.batch_log.truncate(self.state.step)  # the killed run's steps after the checkpoint are redone
+            # the killed run's steps after the checkpoint are redone, and so is the end of an
+            # epoch that the checkpoint had not seen end
+            self.batch_log.truncate(self.state.step, self.state.epoch)
         if self.state.best_checkpoint:
             # the state is the truth: a crash between writing a checkpoint and moving the `best`
             # pointer to it leaves the pointer one validation behind
             ckpt.mark(self.checkpoints, ckpt.BEST, self.state.best_checkpoint)
         log.info("resumed from %s at step %d (epoch %d)", path, self.state.step, self.state.epoch)
+        if self._ended is not None:
+            log.info("the checkpoint was taken on the last batch of an epoch: ending it first (%d epochs completed)", self.state.epoch + 1)
+
+    def _epoch_ended(self, loader_state: dict[str, Any]) -> Any | None:
+        """The loader's stats of the epoch the checkpoint's last batch ended, when the checkpoint
+        was taken inside ``_run_epoch`` on that batch (every rank takes the same decision).
+
+        A checkpoint inside an epoch (``eval_every`` / ``checkpoint_every``) holds the loader
+        position after its batch and ``state.epoch`` of the epoch being trained: the loader's epoch.
+        On the epoch's last batch the trainer had not seen the end yet (the loader says so only
+        when asked for the next batch), while the restored loader goes on with the next epoch's
+        batches; the end of that epoch (batch log record, ``state.epoch``, end-of-epoch validation
+        or checkpoint) is then due before them, as in the uninterrupted run. A checkpoint written
+        at the epoch end holds ``state.epoch`` one ahead of the loader's epoch and needs nothing.
+        """
+        probe = getattr(self.loader, "epoch_ended", None)
+        ended = None
+        if probe is not None and isinstance(loader_state, dict) and loader_state.get("epoch") == self.state.epoch:
+            ended = probe(loader_state)
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            # the end-of-epoch validation is collective: a rank that disagrees would hang the others
+            flag = int(ended is not None)
+            votes = torch.tensor([flag, -flag], device=self.env.device)
+            dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+            if int(votes[0]) != -int(votes[1]):
+                raise RuntimeError(
+                    f"rank {self.env.rank}: the ranks disagree whether the checkpoint at step {self.state.step} ends "
+                    f"epoch {self.state.epoch + 1} (their loaders yield different batch counts per epoch: use "
+                    "data.equalize=drop or pad with several processes)"
+                )
+        return ended
 
     def maybe_resume(self) -> None:
+        """Resume from ``latest``, or from the newest checkpoint that verifies when it is damaged.
+
+        A run folder whose checkpoints all fail verification is refused (CheckpointError) rather
+        than trained again from scratch over them.
+        """
         if not self.cfg.train.resume:
             return
-        path = ckpt.find_checkpoint(self.checkpoints)
+        path, warnings = ckpt.resume_point(self.checkpoints)
+        for warning in warnings if self.env.is_main else []:  # the same on every rank: said once
+            log.warning("%s", warning)
         if path is not None:
-            self.restore(path)
+            self.restore(path, verified=True)
 
     # ------------------------------------------------------------------ loop
     def _step(self, batch: SequenceBatch) -> torch.Tensor:
@@ -234,6 +286,12 @@ class Trainer:
     def _run_epoch(self) -> bool:
         """One pass over the loader (or what is left of it after a resume). True if it completed."""
         tc = self.cfg.train
+        if self._ended is not None:
+            # restored on the epoch's last batch: nothing of it is left, its end is (see restore)
+            stats, self._ended = self._ended, None
+            if self.batch_log is not None:
+                self.batch_log.end_epoch(self.state.step, self.state.epoch, stats)
+            return True
         progress = _progress(self.env.is_main and tc.progress, f"epoch {self.state.epoch + 1}/{tc.epochs}")
         window_start, window_samples, window_events = time.perf_counter(), 0, 0
         try:
@@ -291,7 +349,7 @@ class Trainer:
             test = self.evaluate("test")
             result["test"] = test.metrics
             if self.env.is_main:
-                meta = {"split": "test", "checkpoint": result.get("checkpoint"), "recipe": self.cfg.recipe}
+                meta = {"split": "test", "checkpoint": result.get("checkpoint"), "recipe": self.cfg.recipe, **dataset_meta(self.cfg.data.path)}
                 write_report(test, self.out, title=f"{self.cfg.recipe}: test", meta=meta)
             self._scalars({f"test/{k}": v for k, v in test.metrics.items()})
             log.info("test %s", _fmt(test.metrics))

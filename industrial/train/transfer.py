@@ -30,9 +30,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
 
-from industrial.train.checkpoint import SafeFileSystemReader, find_checkpoint
+from industrial.errors import UserError
+from industrial.train.checkpoint import MANIFEST, find_checkpoint, load_error, open_reader, verify_checkpoint
 
 PART_PREFIXES: dict[str, tuple[str, ...]] = {
     "user_encoder": ("model.user_encoder.",),
@@ -55,7 +57,7 @@ PART_PREFIXES["all"] = PART_PREFIXES["user_encoder"] + PART_PREFIXES["item_encod
 _DCP_PREFIX = "model."  # checkpoints store {"model": dmp.state_dict(), "optimizer": ...}
 
 
-class TransferError(ValueError):
+class TransferError(UserError, ValueError):
     """The source checkpoint does not fit the target model; the message names the parameters."""
 
 
@@ -68,9 +70,13 @@ class TransferReport:
 
 
 def resolve_source(path: str | Path) -> Path:
-    """A run folder (its ``best`` checkpoint) or a checkpoint folder."""
+    """A run folder (its ``best`` checkpoint) or a checkpoint folder (its files all present).
+
+    Contents are hashed when :func:`transfer_parts` loads them.
+    """
     path = Path(path)
-    if (path / "trainer.json").exists():
+    if any((path / name).exists() for name in ("trainer.json", MANIFEST, ".metadata")):
+        verify_checkpoint(path, hashes=False)
         return path
     best = find_checkpoint(path / "checkpoints", "best") if (path / "checkpoints").exists() else None
     if best is None:
@@ -89,7 +95,7 @@ def transfer_parts(dmp: nn.Module, source: str | Path, parts: list[str]) -> Tran
     if unknown or not parts:
         raise TransferError(f"transfer parts {unknown or parts}: choose from {sorted(PART_PREFIXES)}")
     checkpoint = resolve_source(source)
-    reader = SafeFileSystemReader(str(checkpoint))
+    reader = open_reader(checkpoint)  # manifest verified, no pickled entries
     stored = reader.read_metadata().state_dict_metadata
     target = {name: value for name, value in dmp.state_dict().items() if isinstance(value, torch.Tensor)}
     wanted = sorted(name for name in target if _selected(name, parts))
@@ -112,7 +118,10 @@ def transfer_parts(dmp: nn.Module, source: str | Path, parts: list[str]) -> Tran
         if extra:
             problems.append(f"in the source but not in the target: {', '.join(extra[:8])}")
         raise TransferError(f"{checkpoint} does not fit the target model for parts {parts}: " + "; ".join(problems))
-    loaded = _load_state_dict_from_keys({_DCP_PREFIX + n for n in wanted}, storage_reader=reader)["model"]
+    try:
+        loaded = _load_state_dict_from_keys({_DCP_PREFIX + n for n in wanted}, storage_reader=reader)["model"]
+    except CheckpointException as err:  # a BaseException holding each rank's traceback
+        raise load_error(err, checkpoint) from None
     for name in wanted:
         target[name].copy_(loaded[name])
     fresh = sorted(n for n in target if n not in wanted and ".embeddings." not in n and not n.endswith(("item_log_q", "item_domains")))

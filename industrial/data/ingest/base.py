@@ -175,6 +175,17 @@ class EventLog:
         self.timestamps.extend(timestamps)
         self.labels.extend([int(label)] * len(items))
 
+    def remove(self, indices: Iterable[int]) -> None:
+        """Remove the events at ``indices`` (positions in the log); the others keep their order."""
+        drop = set(indices)
+        if not drop:
+            return
+        keep = [i for i in range(len(self.items)) if i not in drop]
+        self.users = [self.users[i] for i in keep]
+        self.items = [self.items[i] for i in keep]
+        self.timestamps = [self.timestamps[i] for i in keep]
+        self.labels = [self.labels[i] for i in keep]
+
 
 @dataclass
 class RawDataset:
@@ -195,6 +206,8 @@ class RawDataset:
     has_source_split: bool
     sources: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
+    #: The files the events were read from (named when they hold no event at all).
+    event_files: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -46,6 +46,7 @@ from industrial.data.schema import (
 
 ContentRequirement = Literal["none", "text", "image", "any", "both"]
 SplitPolicy = Literal["auto", "source", "leave-one-out"]
+DuplicatePolicy = Literal["keep", "drop"]
 
 #: A leave-one-out user needs this many events: at least one to train on, one valid, one test.
 MIN_EVENTS_FOR_SPLIT = 3
@@ -75,8 +76,13 @@ class ProcessingOptions:
     on_bad_row: BadRowPolicy = "error"
     #: Rows per Parquet row group.
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE
+    #: Events repeated with the same user, item and timestamp: keep them all, or drop the repeats
+    #: (keep the first); either way they are counted (``duplicate_events``).
+    duplicates: DuplicatePolicy = "keep"
 
     def validate(self) -> None:
+        if self.duplicates not in ("keep", "drop"):
+            raise ValueError(f"duplicates must be 'keep' or 'drop', got {self.duplicates!r}")
         if self.k_core < 0:
             raise ValueError(f"k_core must be >= 0, got {self.k_core}")
         if self.min_seq_len < 1:
@@ -141,6 +147,7 @@ def build(
         order=np.arange(len(log), dtype=np.int64),
     )
     source_targets = {label: int((events.label == label).sum()) for label in (Label.VALID, Label.TEST)}
+    events = _duplicates(raw, events, options.duplicates, problems)
     keep_item, events = _filter(catalogue, events, options, problems)
 
     events = events.take(np.lexsort((events.order, events.timestamp, events.user)))
@@ -227,6 +234,31 @@ def _filter(
     events = _drop_events(events, keep_item[events.item], "content", problems)
     keep_item, events = _k_core(events, keep_item, options.k_core, len(keep_item), problems)
     return keep_item, _min_length(events, options.min_seq_len, problems)
+
+
+def _duplicates(raw: RawDataset, events: _Events, policy: DuplicatePolicy, problems: Problems) -> _Events:
+    """Count events that repeat an earlier one (same user, item and timestamp); drop them under ``drop``."""
+    if len(events) < 2:
+        return events
+    order = np.lexsort((events.order, events.timestamp, events.item, events.user))
+    user, item, timestamp = events.user[order], events.item[order], events.timestamp[order]
+    repeat = np.zeros(len(order), dtype=bool)
+    repeat[1:] = (user[1:] == user[:-1]) & (item[1:] == item[:-1]) & (timestamp[1:] == timestamp[:-1])
+    n = int(repeat.sum())
+    if not n:
+        return events
+    what = "dropped (the first is kept)" if policy == "drop" else "kept (--duplicates drop keeps only the first)"
+    examples = []
+    for index in np.sort(order[repeat])[:5]:
+        it = raw.catalog.items[int(events.item[index])]
+        examples.append(
+            f"user {raw.events.user_ids[int(events.user[index])]!r}, item {it.source_id!r} of {it.domain!r},"
+            f" timestamp {int(events.timestamp[index])}: the same event again; {what}"
+        )
+    problems.many("duplicate_events", n, examples)
+    if policy == "drop":
+        return events.take(np.sort(order[~repeat]))
+    return events
 
 
 def _domain_mask(domains: list[str], chosen: list[str]) -> np.ndarray:

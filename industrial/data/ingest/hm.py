@@ -6,9 +6,12 @@ Layout of a source folder::
     articles*.csv          article_id, prod_name, product_type_name, ..., detail_desc   (optional)
     images/<first 3 digits>/<article_id>.jpg
 
-Article ids are strings, zero-padded to 10 digits (``0111565001``); an id written without its
-leading zero is padded. Every purchase is an event; its timestamp is the day (midnight UTC, in
-seconds), and purchases of one day keep the file's order. The split is leave-one-out by time.
+Article ids are strings of ASCII digits, zero-padded to 10 digits (``0111565001``); an id written
+without its leading zero is padded; any other article id, an empty customer id and a ``t_dat``
+that is not a ``YYYY-MM-DD`` date are bad rows. Every purchase is an event; its timestamp is the
+day (midnight UTC, in seconds), and purchases of one day keep the file's order (several purchases
+of one article by one customer on one day are ``duplicate_events``: kept unless ``--duplicates
+drop``). The split is leave-one-out by time.
 
 The catalogue is every article of the articles file plus every article purchased: a purchased
 article without an articles row has no text (``item_without_metadata``, counted), and an article
@@ -20,21 +23,34 @@ only articles with text and photo (the 4,116 of ``hm_sample``), prepare with
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from industrial.data.ingest.base import Adapter, IngestRequest, RawDataset
-from industrial.data.ingest.problems import Origin
-from industrial.data.ingest.reading import compose_text, parse_timestamp, read_csv
+from industrial.data.ingest.problems import Origin, Problems
+from industrial.data.ingest.reading import compose_text, parse_date, read_csv, require_value
 from industrial.data.schema import DatasetError
 
 DOMAIN = "HM"
 ARTICLE_ID_DIGITS = 10
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def article_id(value: str) -> str:
     """The canonical 10-digit article id."""
     value = value.strip()
-    return value.zfill(ARTICLE_ID_DIGITS) if value.isdigit() else value
+    return value.zfill(ARTICLE_ID_DIGITS) if _DIGITS.fullmatch(value) else value
+
+
+def _parse_article(value: str | None, origin: Origin, problems: Problems) -> str | None:
+    """The canonical article id, or a bad row (None) when it is not made of ASCII digits."""
+    text = (value or "").strip()
+    if not _DIGITS.fullmatch(text):
+        problems.bad_row("malformed_row", origin, f"article_id {value!r} is not a number (ASCII digits)")
+        return None
+    return article_id(text)
 
 
 def image_path(article: str) -> str:
@@ -68,18 +84,27 @@ class HMAdapter(Adapter):
         articles_path = _one_file(source, "articles*.csv", required=False)
         if articles_path is not None:
             for origin, record in read_csv(articles_path, problems, required=("article_id", *fields)):
-                article = article_id(record["article_id"])
+                article = _parse_article(record["article_id"], origin, problems)
+                if article is None:
+                    continue
                 catalog.add(DOMAIN, article, origin, text=compose_text(record, fields), image=image_path(article))
         transactions = _one_file(source, "transactions*.csv", required=True)
+        assert transactions is not None
+        data.event_files = [str(transactions)]
         for origin, record in read_csv(transactions, problems, required=("t_dat", "customer_id", "article_id")):
-            timestamp = parse_timestamp(record["t_dat"], origin, problems)
+            timestamp = parse_date(record["t_dat"], "t_dat", origin, problems)
             if timestamp is None:
                 continue
-            article = article_id(record["article_id"])
+            customer = require_value(record["customer_id"], "customer_id", origin, problems)
+            if customer is None:
+                continue
+            article = _parse_article(record["article_id"], origin, problems)
+            if article is None:
+                continue
             code = catalog.get(DOMAIN, article)
             if code is None:
                 code = self._article_without_metadata(data, article, origin, articles_path)
-            data.events.add(record["customer_id"].strip(), code, timestamp)
+            data.events.add(customer, code, timestamp)
         data.notes = {
             "timestamps": "t_dat (the purchase day, midnight UTC); purchases of one day keep the file's order",
             "images": "images/<first 3 digits>/<article_id>.jpg",

@@ -9,7 +9,9 @@ Layout of a source folder, for each domain ``<D>`` (``Industrial_and_Scientific`
 
 ``history_item_id`` is a Python list literal of up to 10 item ids (oldest first), parsed with
 :func:`ast.literal_eval`; ``item_id`` is the target. The other columns (titles, semantic ids) are
-ignored. Rows of a user are in chronological order within each file.
+ignored. Rows of a user are in chronological order within each file. Item ids are integers (ASCII
+digits), stored canonically: ``01`` and ``1`` are one item (a second definition of it in the JSON,
+like a repeated key, is a ``duplicate_item_row``: the first is kept); any other id is a bad row.
 
 What the adapter makes of it:
 
@@ -34,7 +36,15 @@ from pathlib import Path
 from industrial.data.ingest.base import Adapter, IngestRequest, Label, RawDataset, domain_user_id
 from industrial.data.ingest.chain import SequenceChain
 from industrial.data.ingest.problems import Origin, Problems
-from industrial.data.ingest.reading import compose_text, json_object_key_lines, load_json, parse_literal_list, read_csv
+from industrial.data.ingest.reading import (
+    canonical_id,
+    compose_text,
+    json_object_key_lines,
+    load_json,
+    parse_literal_list,
+    read_csv,
+    require_value,
+)
 from industrial.data.schema import DatasetError
 
 _SPLITS = (("train", Label.TRAIN, False), ("valid", Label.VALID, True), ("test", Label.TEST, True))
@@ -73,22 +83,26 @@ class MiniOneRecAdapter(Adapter):
     def _read_items(self, source: Path, domain: str, fields: list[str], data: RawDataset, problems: Problems) -> str:
         """Add the domain's items (in id order); returns the catalogue file's name for messages."""
         path = source / "index" / f"{domain}.item.json"
-        records = load_json(path)
+        repeated: list[str] = []
+        records = load_json(path, repeated_keys=repeated)
         if not isinstance(records, dict):
             raise DatasetError(f"{path}: expected a JSON object of items, got {type(records).__name__}")
         lines = json_object_key_lines(path)
-
-        def order(key: str) -> tuple[int, int | str]:
-            return (0, int(key)) if key.isdigit() else (1, key)
-
-        for key in sorted(records, key=order):
+        for key in repeated:
+            origin = Origin(str(path), lines.get(key))
+            problems.fallback("duplicate_item_row", origin, f"item {key!r} is defined twice; the first is kept")
+        ids = {key: canonical_id(key) for key in records}
+        for key in sorted(records, key=lambda k: (ids[k] is None, int(ids[k] or 0))):
             record = records[key]
             origin = Origin(str(path), lines.get(key))
+            if ids[key] is None:
+                problems.bad_row("malformed_row", origin, f"item id {key!r} is not an integer (ASCII digits)")
+                continue
             if not isinstance(record, dict):
                 message = f"item {key!r}: expected an object, got {type(record).__name__}"
                 problems.bad_row("malformed_row", origin, message)
                 continue
-            data.catalog.add(domain, key, origin, text=compose_text(record, fields))
+            data.catalog.add(domain, ids[key], origin, text=compose_text(record, fields))
         return str(path)
 
     def _read_rows(
@@ -101,16 +115,25 @@ class MiniOneRecAdapter(Adapter):
         chain: SequenceChain,
         problems: Problems,
     ) -> None:
+        data.event_files.append(str(path))
         for origin, record in read_csv(path, problems, required=("user_id", "history_item_id", "item_id")):
+            user = require_value(record["user_id"], "user_id", origin, problems)
+            if user is None:
+                continue
             history_ids = parse_literal_list(record["history_item_id"], "history_item_id", origin, problems)
             if history_ids is None:
                 continue
-            ids = [str(i).strip() for i in [*history_ids, record["item_id"]]]
+            written = [i if isinstance(i, str) and not isinstance(i, bool) else repr(i) for i in history_ids]
+            ids = [canonical_id(i) for i in [*written, record["item_id"]]]
+            bad = next((w for w, i in zip([*written, record["item_id"]], ids) if i is None), None)
+            if bad is not None:
+                problems.bad_row("malformed_row", origin, f"item id {bad!r} is not an integer (ASCII digits)")
+                continue
             codes = [data.catalog.lookup(domain, i, origin, catalogue) for i in ids]
             if any(c is None for c in codes):
                 continue
             *history, target = codes
-            chain.add(domain_user_id(domain, record["user_id"].strip()), history, target, label, origin)
+            chain.add(domain_user_id(domain, user), history, target, label, origin)
 
 
 def _split_file(source: Path, split: str, domain: str, required: bool) -> Path | None:

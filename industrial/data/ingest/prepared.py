@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from industrial.data.ingest.base import Adapter, IngestRequest, Label, RawDataset
 from industrial.data.ingest.images import relative_image_path
 from industrial.data.ingest.problems import Origin
+from industrial.data.integrity import check_dataset
 from industrial.data.schema import (
     EVENTS_FILE,
     ITEMS_FILE,
@@ -50,7 +51,7 @@ class PreparedAdapter(Adapter):
     def read(self, request: IngestRequest) -> RawDataset:
         if not request.sources:
             raise DatasetError("no prepared dataset to read")
-        metas = [read_meta(source) for source in request.sources]
+        metas = [check_dataset(source) for source in request.sources]  # complete, not partial or mixed
         _check_distinct_domains(request.sources, metas)
         roots = [Path(m["image_root"]) for m in metas if m.get("image_root")]
         image_root = Path(os.path.commonpath(roots)) if roots else None
@@ -70,9 +71,15 @@ class PreparedAdapter(Adapter):
             events = read_table(source, EVENTS_FILE)
             user = events["user_id"].to_numpy()
             item = events["item_id"].to_numpy()
+            if len(user) and (user.min() < 0 or user.max() >= len(users) or item.min() < 0 or item.max() >= len(codes)):
+                raise DatasetError(
+                    f"{source / EVENTS_FILE}: user_id or item_id outside {USERS_FILE} / {ITEMS_FILE}; was the dataset"
+                    " changed after `industrial prepare`? Re-run it"
+                )
             labels = _labels_from_splits(source, user, item)
             for u, i, t, label in zip(user.tolist(), item.tolist(), events["timestamp"].to_pylist(), labels.tolist()):
                 data.events.add(users[u], codes[i], t, Label(label))
+            data.event_files.append(str(source / EVENTS_FILE))
         request.problems.count("users_in_several_inputs", sum(1 for n in inputs_of_user.values() if n > 1))
         data.notes = {
             "inputs": ", ".join(str(s) for s in request.sources),

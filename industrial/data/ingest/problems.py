@@ -48,12 +48,15 @@ class Problems:
     on_bad_row: BadRowPolicy = "error"
     counts: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    #: The bad rows skipped, by category (a subset of ``counts``).
+    skipped: Counter = field(default_factory=Counter)
 
     def bad_row(self, category: str, origin: Origin, message: str) -> None:
         """A row that cannot be used as written: raise, or count it (the caller then skips it)."""
         text = f"{origin}: {message}"
         if self.on_bad_row == "error":
             raise DatasetError(f"{text} (use --on-bad-row skip to skip and count such rows)")
+        self.skipped[category] += 1
         self._record(category, text)
 
     def fallback(self, category: str, origin: Origin | None, message: str) -> None:
@@ -64,6 +67,13 @@ class Problems:
         """Count ``n`` occurrences of an aggregate fallback (a filter's drops, for instance)."""
         if n:
             self.counts[category] += n
+
+    def many(self, category: str, n: int, examples: list[str]) -> None:
+        """Count ``n`` fallbacks of one kind at once, keeping the first of ``examples``."""
+        if n:
+            self.counts[category] += n
+            kept = self.examples.setdefault(category, [])
+            kept.extend(examples[: max(0, MAX_EXAMPLES - len(kept))])
 
     def _record(self, category: str, text: str) -> None:
         self.counts[category] += 1

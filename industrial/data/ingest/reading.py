@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,23 +22,46 @@ from industrial.data.schema import DatasetError
 Record = dict[str, str]
 
 
-def _decoded_lines(path: Path, problems: Problems) -> Iterator[str]:
-    """The file's lines as text (UTF-8, BOM tolerated); an undecodable line is a bad row."""
+#: An integer as the files write it: ASCII digits only (``int()`` would also take ``"٣"``), optional sign.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+#: An id that the format defines as a non-negative integer.
+_ID_DIGITS = re.compile(r"[0-9]+")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _decoded_lines(path: Path, problems: Problems, header: bool = False) -> Iterator[str]:
+    """The file's lines as text (UTF-8, BOM tolerated).
+
+    An undecodable line is a bad row: an error, or (``skip``) counted and replaced by an empty line,
+    which every reader skips, so the row is gone and the line numbers of the others stay right. An
+    undecodable header (``header=True``) is always an error.
+    """
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as e:
+                if header and number == 1:
+                    raise DatasetError(f"{path}:1: the header is not valid UTF-8 ({e.reason}); save the file as UTF-8") from None
                 problems.bad_row("malformed_row", Origin(str(path), number), f"not valid UTF-8 ({e.reason})")
-                line = raw.decode("utf-8", errors="replace")
+                line = "\n"  # skipped: the row is gone, not kept with U+FFFD
             yield line
 
 
 def require_columns(path: Path, header: Sequence[str], required: Sequence[str]) -> None:
-    """Raise naming the file when a required column is missing from its header."""
+    """Raise naming the file when a required column is missing from its header, or a column is repeated."""
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DatasetError(f"{path}:1: column(s) {repeated} appear more than once in the header; keep one of each")
     missing = [c for c in required if c not in header]
     if missing:
-        raise DatasetError(f"{path}:1: missing column(s) {missing}; the header has {list(header)}")
+        hint = ""
+        if len(header) == 1:
+            other = next((d for d in (";", "\t", ",", "|") if d in header[0]), None)
+            if other is not None:
+                expected = "commas" if path.suffix.lower() == ".csv" else "tabs"
+                hint = f" (the fields seem separated by {other!r}: this file must use {expected})"
+        raise DatasetError(f"{path}:1: missing column(s) {missing}; the header has {list(header)}{hint}")
 
 
 def read_csv(
@@ -46,7 +70,7 @@ def read_csv(
     """Rows of a CSV file with a header, as dicts; the origin is the row's first line."""
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
-    lines = _decoded_lines(path, problems)
+    lines = _decoded_lines(path, problems, header=True)
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader)
@@ -81,7 +105,7 @@ def read_atomic(path: Path, problems: Problems, required: Sequence[str] = ()) ->
     """Rows of a RecBole atomic file: tab-separated, header ``name:type``, no quoting."""
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
-    lines = _decoded_lines(path, problems)
+    lines = _decoded_lines(path, problems, header=True)
     try:
         header = [h.split(":", 1)[0].strip() for h in next(lines).rstrip("\r\n").split("\t")]
     except StopIteration:
@@ -153,25 +177,96 @@ def read_records(path: Path, problems: Problems, required: Sequence[str] = ()) -
     raise DatasetError(f"{path}: unsupported file type {suffix!r} (expected .csv, .tsv or .jsonl)")
 
 
-def load_json(path: Path) -> Any:
-    """A whole JSON document; a syntax error names the file and line."""
+def load_json(path: Path, repeated_keys: list[str] | None = None) -> Any:
+    """A whole JSON document; a syntax error names the file and line.
+
+    A key repeated in one object keeps its first value (``json`` would keep the last, silently): a
+    repeated key of the top-level object is appended to ``repeated_keys`` for the caller to count;
+    anywhere else (or without ``repeated_keys``) it is an error naming the key.
+    """
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
+    repeats: list[tuple[dict, str]] = []
+
+    def first_wins(pairs: list[tuple[str, Any]]) -> dict:
+        obj: dict = {}
+        for key, value in pairs:
+            if key in obj:
+                repeats.append((obj, key))
+            else:
+                obj[key] = value
+        return obj
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=first_wins)
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not valid UTF-8 ({e.reason})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deeply") from None
+    for obj, key in repeats:
+        if obj is document and repeated_keys is not None:
+            repeated_keys.append(key)
+        else:
+            raise DatasetError(f"{path}: the key {key!r} appears twice in one object; keep one of them")
+    return document
+
+
+def int_or_none(value: str | None) -> int | None:
+    """``value`` as an int64 when it is an integer written in ASCII digits (``"٣"``, ``"²"``, ``"1e9"``,
+    ``"1.0"`` are not), else None."""
+    text = "" if value is None else str(value).strip()
+    if not _INTEGER.fullmatch(text):
+        return None
+    number = int(text)
+    return number if INT64_MIN <= number <= INT64_MAX else None
+
+
+def _not_an_integer(value: Any) -> str:
+    text = str(value).strip() if value is not None else ""
+    if _INTEGER.fullmatch(text):
+        return "is out of range (beyond a 64-bit integer)"
+    if text and any(ch.isdigit() for ch in text) and not text.isascii():
+        return "is not an integer (only the ASCII digits 0-9 are read as digits)"
+    return "is not an integer"
 
 
 def parse_int(value: str | None, what: str, origin: Origin, problems: Problems) -> int | None:
-    """``value`` as an integer; otherwise a bad row naming ``what`` (None when skipped)."""
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        problems.bad_row("malformed_row", origin, f"{what} {value!r} is not an integer")
+    """``value`` as an int64 (ASCII digits); otherwise a bad row naming ``what`` (None when skipped)."""
+    number = int_or_none(value)
+    if number is None:
+        problems.bad_row("malformed_row", origin, f"{what} {value!r} {_not_an_integer(value)}")
+    return number
+
+
+def canonical_id(value: str | None) -> str | None:
+    """An id that a format defines as a non-negative integer, written canonically (``"007"`` -> ``"7"``), so
+    that ``01`` and ``1`` are one id; None when it is not such an integer (ASCII digits, within int64)."""
+    text = (value or "").strip()
+    if not _ID_DIGITS.fullmatch(text):
         return None
+    number = int(text)
+    return str(number) if number <= INT64_MAX else None
+
+
+def parse_id(value: str | None, what: str, origin: Origin, problems: Problems) -> str | None:
+    """:func:`canonical_id`, or a bad row naming ``what`` (None when skipped)."""
+    canonical = canonical_id(value)
+    if canonical is None:
+        text = (value or "").strip()
+        reason = "is empty" if not text else _not_an_integer(text).replace("an integer", "a non-negative integer id")
+        problems.bad_row("malformed_row", origin, f"{what} {value!r} {reason}")
+    return canonical
+
+
+def require_value(value: str | None, what: str, origin: Origin, problems: Problems) -> str | None:
+    """``value`` stripped; an empty (or missing) one is a bad row naming ``what`` (None when skipped)."""
+    text = (value or "").strip()
+    if not text:
+        problems.bad_row("malformed_row", origin, f"empty {what}")
+        return None
+    return text
 
 
 def parse_literal_list(value: str, what: str, origin: Origin, problems: Problems) -> list[Any] | None:
@@ -189,14 +284,42 @@ def parse_literal_list(value: str, what: str, origin: Origin, problems: Problems
 def parse_timestamp(value: str | None, origin: Origin, problems: Problems) -> int | None:
     """Seconds since the epoch from an integer or an ISO 8601 date/time (UTC when no zone is given)."""
     text = (value or "").strip()
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
+    if _INTEGER.fullmatch(text):
+        number = int(text)
+        if INT64_MIN <= number <= INT64_MAX:
+            return number
+        problems.bad_row("malformed_row", origin, f"timestamp {value!r} is out of range (beyond a 64-bit integer)")
+        return None
+    when = None
+    if text.isascii():
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    if when is None:
         problems.bad_row("malformed_row", origin, f"timestamp {value!r} is neither an integer nor an ISO 8601 date")
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp())
+
+
+def parse_date(value: str | None, what: str, origin: Origin, problems: Problems) -> int | None:
+    """Seconds since the epoch of an ISO 8601 date (``YYYY-MM-DD``, midnight UTC) or date-time (UTC
+    when no zone). Unlike :func:`parse_timestamp`, a bare integer is not taken for seconds."""
+    text = (value or "").strip()
+    when = None
+    if text.isascii():
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    if when is None:
+        problems.bad_row(
+            "malformed_row",
+            origin,
+            f"timestamp {value!r} is neither a YYYY-MM-DD date nor an ISO 8601 date-time (column {what})",
+        )
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)

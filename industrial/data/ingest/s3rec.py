@@ -8,7 +8,8 @@ Layout of a source folder, one file per domain ``<D>``::
 item text, no image and no time: items are ID-only, an event's timestamp is its position in the
 user's line, and the split is leave-one-out. Ids are numbered per domain, so a user is
 ``"<domain>:<id>"`` and an item belongs to its domain. The catalogue is the set of items that occur
-in the sequences, in order of first occurrence.
+in the sequences, in order of first occurrence. Ids are integers written in ASCII digits and are
+stored canonically (``01`` and ``1`` are the same id, stored ``1``); any other token is a bad row.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from industrial.data.ingest.base import Adapter, IngestRequest, RawDataset, domain_user_id
 from industrial.data.ingest.problems import Origin
-from industrial.data.ingest.reading import read_whitespace_lines
+from industrial.data.ingest.reading import canonical_id, read_whitespace_lines
 
 
 _LAYOUT = "'user item1 item2 ...'"
@@ -36,12 +37,15 @@ class S3RecAdapter(Adapter):
         problems = request.problems
         for domain in domains:
             seen: dict[str, Origin] = {}
-            for origin, tokens in read_whitespace_lines(request.source / f"{domain}.txt", problems):
-                user, items = tokens[0], tokens[1:]
-                bad = next((t for t in tokens if not t.isdigit()), None)
+            path = request.source / f"{domain}.txt"
+            data.event_files.append(str(path))
+            for origin, tokens in read_whitespace_lines(path, problems):
+                ids = [canonical_id(t) for t in tokens]
+                bad = next((t for t, i in zip(tokens, ids) if i is None), None)
                 if bad is not None:
                     problems.bad_row("malformed_row", origin, f"{bad!r} is not an integer id (expected {_LAYOUT})")
                     continue
+                user, items = ids[0], ids[1:]
                 if not items:
                     problems.bad_row("malformed_row", origin, f"user {user} has no items (expected {_LAYOUT})")
                     continue

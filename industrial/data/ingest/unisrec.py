@@ -26,7 +26,7 @@ from pathlib import Path
 from industrial.data.ingest.base import Adapter, IngestRequest, Label, RawDataset
 from industrial.data.ingest.chain import SequenceChain
 from industrial.data.ingest.problems import Origin, Problems
-from industrial.data.ingest.reading import read_atomic, read_whitespace_lines
+from industrial.data.ingest.reading import canonical_id, read_atomic, read_whitespace_lines
 from industrial.data.schema import DatasetError
 
 _SPLIT_LABELS = {"train": Label.TRAIN, "valid": Label.VALID, "test": Label.TEST}
@@ -67,6 +67,7 @@ class UniSRecAdapter(Adapter):
         user_index = _read_index(source / f"{domain}.user2index", problems)
         rows: dict[str, dict[int, list[_Row]]] = {}
         for split in _SPLIT_LABELS:
+            data.event_files.append(str(source / f"{domain}.{split}.inter"))
             rows[split] = self._read_inter(source / f"{domain}.{split}.inter", item_index, user_index, problems)
         users = sorted(set().union(*(r.keys() for r in rows.values())))
         for user in users:
@@ -123,12 +124,13 @@ class UniSRecAdapter(Adapter):
 
 
 def _parse_ints(tokens: list[str], origin: Origin, problems: Problems) -> list[int] | None:
-    try:
-        return [int(t) for t in tokens]
-    except ValueError:
-        bad = next(t for t in tokens if not t.lstrip("-").isdigit())
+    """Every token as a non-negative integer index (ASCII digits); else a bad row naming the first other."""
+    ids = [canonical_id(t) for t in tokens]
+    bad = next((t for t, i in zip(tokens, ids) if i is None), None)
+    if bad is not None:
         problems.bad_row("malformed_row", origin, f"{bad!r} is not an integer id")
         return None
+    return [int(i) for i in ids]  # type: ignore[arg-type]
 
 
 def _read_index(path: Path, problems: Problems) -> dict[int, tuple[str, Origin]]:
@@ -137,10 +139,11 @@ def _read_index(path: Path, problems: Problems) -> dict[int, tuple[str, Origin]]
         raise DatasetError(f"{path}: file not found")
     out: dict[int, tuple[str, Origin]] = {}
     for origin, tokens in read_whitespace_lines(path, problems):
-        if len(tokens) != 2 or not tokens[1].isdigit():
+        index_text = canonical_id(tokens[1]) if len(tokens) == 2 else None
+        if index_text is None:
             problems.bad_row("malformed_row", origin, f"expected '<id> <integer index>', got {' '.join(tokens)!r}")
             continue
-        index = int(tokens[1])
+        index = int(index_text)
         if index in out:
             problems.bad_row("malformed_row", origin, f"index {index} is already used at {out[index][1]}")
             continue
