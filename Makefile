@@ -35,7 +35,7 @@ test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not slow" tests
 
 demo: $(STAMP)
-	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m industrial.demo
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m industrial.commands.demo
 
 bench: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m benchmarks.run_all

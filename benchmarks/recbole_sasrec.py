@@ -281,9 +281,10 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
 
     from industrial.config import load
     from industrial.distributed.env import init_distributed
-    from industrial.train.config import ExperimentConfig
-    from industrial.train.loaders import train_loader
-    from industrial.train.run import build, model_evaluator
+    from industrial.recipes.experiment import ExperimentConfig
+    from industrial.recipes.loaders import train_loader
+    from industrial.commands.train import model_evaluator
+    from industrial.recipes.build import build_sharded
     from industrial.train.trainer import setup_run_folder
 
     torch.set_num_threads(args.threads)
@@ -301,7 +302,7 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
     cfg = load(ExperimentConfig, REPO / args.idrec_config, overrides)
     env = init_distributed()
     setup_run_folder(cfg, env)
-    dmp, optimizer, info = build(cfg, env)
+    dmp, optimizer, info = build_sharded(cfg, env)
     epoch_seconds: list[float] = []
     valid_seconds: list[float] = []
     trainer_cls = _timed_trainer(args.time_budget, epoch_seconds, valid_seconds)

@@ -5,9 +5,9 @@
     python -m benchmarks.throughput --set loss.kind=sampled_softmax  # an override for every model
     python -m benchmarks.throughput --batch-sizes 128,512,2048       # the batch sweep (last = headline)
 
-Every model trains through the project's own code path: :func:`industrial.train.run.build`
+Every model trains through the project's own code path: :func:`industrial.recipes.build.build_sharded`
 (task, TorchRec sharding, DMP, fused sparse + dense optimizer, table initialisation),
-:func:`industrial.train.loaders.train_loader` (the streaming loader) and ``Trainer._step``
+:func:`industrial.recipes.loaders.train_loader` (the streaming loader) and ``Trainer._step``
 (batch to device -> ``loss, logs = dmp(batch)`` -> backward -> clip -> optimizer step), on the
 same data (the real Scientific split and its cached MiniLM features), the same batches (same loader
 seed), the same batch size and sequence length and the **same user-encoder size**. What is held
@@ -240,9 +240,9 @@ class ModelRun:
 
     def __init__(self, name: str, cfg: ThroughputConfig, env: Any, batch_size: int) -> None:
         from industrial.config import load
-        from industrial.train.config import ExperimentConfig
-        from industrial.train.loaders import train_loader
-        from industrial.train.run import build
+        from industrial.recipes.experiment import ExperimentConfig
+        from industrial.recipes.loaders import train_loader
+        from industrial.recipes.build import build_sharded
         from industrial.train.trainer import Trainer
 
         spec = MODELS[name]
@@ -252,7 +252,7 @@ class ModelRun:
             self.overrides.append(f"model.item.features={cfg.features}")
         self.overrides += cfg.overrides
         self.config = load(ExperimentConfig, REPO / spec.config, self.overrides)
-        dmp, optimizer, info = build(self.config, env)
+        dmp, optimizer, info = build_sharded(self.config, env)
         self.trainer = Trainer(self.config, env, dmp, optimizer, train_loader(self.config, env, info), None, info)
         self.steps = spec.steps or cfg.steps
         self.batches = self._forever()

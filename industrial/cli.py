@@ -1,12 +1,15 @@
 """The ``industrial`` command. Each subcommand lives in its own module and exposes ``main(argv)``.
 
-    industrial prepare   raw public formats -> canonical Parquet dataset      (industrial.data.prepare)
-    industrial synth     synthetic multi-domain data at any scale             (industrial.data.synth)
-    industrial extract   frozen item features (text / image) into a cache     (industrial.modules.extract)
-    industrial train     train a recipe (pre-train, or from scratch)          (industrial.train.run)
-    industrial finetune  transfer a pre-trained checkpoint to a target        (industrial.train.finetune)
-    industrial evaluate  full-ranking evaluation of a checkpoint              (industrial.evaluate.run)
-    industrial report    side-by-side table of several evaluated runs         (industrial.evaluate.report)
+    industrial prepare   raw public formats -> canonical Parquet dataset
+    industrial synth     synthetic multi-domain data at any scale
+    industrial extract   frozen item features (text / image) into a cache
+    industrial train     train a recipe (pre-train, or from scratch)
+    industrial finetune  transfer a pre-trained checkpoint to a target
+    industrial evaluate  full-ranking evaluation of a checkpoint
+    industrial report    side-by-side table of several evaluated runs
+
+Each subcommand is a module of :mod:`industrial.commands` exposing ``main(argv)``; the library
+layers below never import a command.
 
 A user error (:class:`industrial.errors.UserError`, or a file the system cannot open) is one line
 on stderr, ``industrial <command>: <message>``, and exit code 2; anything else is a bug, reported
@@ -27,13 +30,13 @@ from pathlib import Path
 from industrial.errors import BUG_EXIT, DEBUG_ENV, USER_ERROR_EXIT, UserError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("industrial.data.prepare", "convert a public dataset format into the canonical Parquet dataset"),
-    "synth": ("industrial.data.synth", "generate synthetic multi-domain data (for scale and throughput work only)"),
-    "extract": ("industrial.modules.extract", "compute frozen item features with a text/image encoder"),
-    "train": ("industrial.train.run", "train a recipe on a prepared dataset"),
-    "finetune": ("industrial.train.finetune", "fine-tune a pre-trained checkpoint on a target dataset"),
-    "evaluate": ("industrial.evaluate.run", "full-ranking evaluation of a trained checkpoint"),
-    "report": ("industrial.evaluate.report", "compare several evaluated runs side by side"),
+    "prepare": ("industrial.commands.prepare", "convert a public dataset format into the canonical Parquet dataset"),
+    "synth": ("industrial.commands.synth", "generate synthetic multi-domain data (for scale and throughput work only)"),
+    "extract": ("industrial.commands.extract", "compute frozen item features with a text/image encoder"),
+    "train": ("industrial.commands.train", "train a recipe on a prepared dataset"),
+    "finetune": ("industrial.commands.finetune", "fine-tune a pre-trained checkpoint on a target dataset"),
+    "evaluate": ("industrial.commands.evaluate", "full-ranking evaluation of a trained checkpoint"),
+    "report": ("industrial.commands.report", "compare several evaluated runs side by side"),
 }
 
 

@@ -30,8 +30,8 @@ import yaml
 from torch.distributed.checkpoint.filesystem import _StorageInfo
 from torch.distributed.checkpoint.metadata import BytesStorageMetadata, MetadataIndex, TensorStorageMetadata
 
-from industrial.train import checkpoint as ckpt
-from industrial.train.checkpoint import CheckpointError, _MetadataUnpickler
+from industrial.distributed import checkpoint as ckpt
+from industrial.distributed.checkpoint import CheckpointError, _MetadataUnpickler
 
 REPO = Path(__file__).resolve().parents[1]
 STEP = "step_00000005"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from industrial.train.checkpoint import _MetadataUnpickler, dumps_state, loads_state, rng_state, set_rng_state
+from industrial.distributed.checkpoint import _MetadataUnpickler, dumps_state, loads_state, rng_state, set_rng_state
 
 
 def test_state_roundtrip():

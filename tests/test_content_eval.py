@@ -18,9 +18,9 @@ from industrial.config import from_dict
 from industrial.data.derive import PerturbConfig, perturb_content
 from industrial.data.info import load_info
 from industrial import cli
-from industrial.evaluate.run import main as evaluate_main
+from industrial.commands.evaluate import main as evaluate_main
 from industrial.recipes.build import feature_table_dim, load_feature_table
-from industrial.train.config import ExperimentConfig
+from industrial.recipes.experiment import ExperimentConfig
 
 
 def _config(tiny: dict[str, Path], out: Path, **item) -> ExperimentConfig:
@@ -70,7 +70,7 @@ def test_feature_parts_choose_parts_and_standardise_each_alone(tiny_cached, tmp_
 
 @pytest.mark.slow
 def test_evaluate_on_other_content(tiny_cached, tmp_path, capsys):
-    from industrial.train.run import train
+    from industrial.commands.train import train
 
     run = tmp_path / "run"
     train(_config(tiny_cached, run))

@@ -10,7 +10,7 @@ import pytest
 
 from industrial import cli
 from industrial.data.derive import PerturbConfig, SampleConfig, perturb_content, sample_users
-from industrial.data.prepare import main as prepare_main
+from industrial.commands.prepare import main as prepare_main
 from industrial.data.schema import DatasetError
 
 

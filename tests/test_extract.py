@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from industrial.commands.extract import main
 from industrial.data.schema import ITEMS_FILE, ITEMS_SCHEMA, write_json, write_table
 from industrial.modules.extract import (
     ExtractConfig,
@@ -23,7 +24,6 @@ from industrial.modules.extract import (
     extract_features,
     is_complete,
     load_features,
-    main,
     read_features_info,
 )
 from industrial.modules.images import ImageError, ImageTransformConfig

@@ -60,7 +60,7 @@ def test_pretrain_then_finetune_through_torchx_with_two_processes(config, tmp_pa
 
 
 def test_repeated_set_flags_still_parse():
-    from industrial.train.run import parse_args
+    from industrial.commands.train import parse_args
 
     args = parse_args(["--config", "c.yaml", "--set", "a=1", "b=2", "--set", "c=3"])
     assert args.overrides == ["a=1", "b=2", "c=3"]

@@ -21,7 +21,7 @@ from industrial.modules.images import ImageError, ImageTransformConfig, ItemImag
 from industrial.modules.multimodal import MultiModalConfig, MultiModalItemEncoder
 from industrial.modules.text import TextEncoder, TextEncoderConfig, tokenize_texts
 from industrial.modules.vision import VisionEncoder, VisionEncoderConfig
-from industrial.train.config import ExperimentConfig
+from industrial.recipes.experiment import ExperimentConfig
 
 TINY_BERT = dict(model_type="bert", hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64)
 TINY_VIT = dict(model_type="vit", hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, image_size=16, patch_size=8)
@@ -198,11 +198,11 @@ def _config(dataset: Path, out: Path, item: dict, loss: dict, causal: bool = Tru
 
 def _train(cfg: ExperimentConfig, steps: int = 5):
     """Build through DMP, train ``steps`` steps on one fixed batch; the losses and the gradients of the last step."""
-    from industrial.train.loaders import train_loader
-    from industrial.train.run import build
+    from industrial.recipes.loaders import train_loader
+    from industrial.recipes.build import build_sharded
 
     env = init_distributed()
-    dmp, optimizer, info = build(cfg, env)
+    dmp, optimizer, info = build_sharded(cfg, env)
     batch = next(iter(train_loader(cfg, env, info)))
     dmp.train()
     losses, grads = [], {}
@@ -236,14 +236,14 @@ def test_pmmrec_pretraining_trains_every_part_and_evaluates(dataset, tmp_path):
     backbone = dmp.module.model.item_encoder.text_encoder.backbone
     assert not backbone.encoder.layer[0].training and backbone.encoder.layer[2].training  # frozen parts in eval mode
     # full-ranking evaluation of the pre-trained model
-    from industrial.train.run import model_evaluator
+    from industrial.commands.train import model_evaluator
 
     dmp.eval()
     metrics = model_evaluator(cfg, env, dmp, info)("valid").metrics
     assert 0.0 <= metrics["ndcg@10"] <= metrics["recall@10"] <= 1.0
     # a weight of 0 removes the component: no NID head, nothing computed for it
     from industrial.recipes.build import build_task
-    from industrial.train.loaders import train_loader
+    from industrial.recipes.loaders import train_loader
 
     cfg = _config(dataset, tmp_path / "run2", _multimodal("fusion", 0, 0), {"kind": "pmmrec", "pmmrec": {"nid": 0.0, "rcl": 0.0}})
     task = build_task(cfg, info)  # no tables: runs without DMP
@@ -294,8 +294,8 @@ def test_cpc_split_reads_only_the_history_before_the_positives():
 
 
 def test_finetune_from_pmmrec_transfers_parts_and_refuses_shape_mismatch(dataset, tmp_path):
-    from industrial.train.checkpoint import save_checkpoint
-    from industrial.train.run import build
+    from industrial.distributed.checkpoint import save_checkpoint
+    from industrial.recipes.build import build_sharded
     from industrial.train.transfer import TransferError, transfer_parts
 
     source_cfg = _config(dataset, tmp_path / "pre", _multimodal("fusion", 1, 1), {"kind": "pmmrec"})
@@ -308,7 +308,7 @@ def test_finetune_from_pmmrec_transfers_parts_and_refuses_shape_mismatch(dataset
     env = init_distributed()
     torch.manual_seed(5)
     target_cfg = _config(dataset, tmp_path / "ft", _multimodal("fusion", 1, 1), {"kind": "sampled_softmax"})
-    target, _, _ = build(target_cfg, env)
+    target, _, _ = build_sharded(target_cfg, env)
     report = transfer_parts(target, checkpoint, ["text_encoder", "vision_encoder", "fusion", "user_encoder"])
     after = target.module.state_dict()
     for prefix in ("model.item_encoder.text_encoder.", "model.item_encoder.vision_encoder.", "model.item_encoder.fusion.", "model.user_encoder."):
@@ -321,7 +321,7 @@ def test_finetune_from_pmmrec_transfers_parts_and_refuses_shape_mismatch(dataset
 
     wider = _multimodal("fusion", 1, 1)
     wider["multimodal"]["fusion"]["ffn_dim"] = 24
-    other, _, _ = build(_config(dataset, tmp_path / "ft2", wider, {"kind": "sampled_softmax"}), env)
+    other, _, _ = build_sharded(_config(dataset, tmp_path / "ft2", wider, {"kind": "sampled_softmax"}), env)
     with pytest.raises(TransferError, match=r"shapes differ: model\.item_encoder\.fusion\.blocks\.0\.ffn_in\.bias \(source \(64,\), target \(24,\)\)"):
         transfer_parts(other, checkpoint, ["fusion"])
     transfer_parts(other, checkpoint, ["text_encoder", "user_encoder"])  # the parts that fit still transfer
@@ -366,9 +366,9 @@ def test_multimodal_pretraining_transfers_to_a_single_modality_target(dataset, t
     idle modality's encoder takes no gradient, and the target trains and evaluates."""
     from industrial.data.derive import PerturbConfig, perturb_content
     from industrial.evaluate.model_eval import evaluate_model
-    from industrial.train.checkpoint import save_checkpoint
-    from industrial.train.loaders import eval_loader, train_loader
-    from industrial.train.run import build
+    from industrial.distributed.checkpoint import save_checkpoint
+    from industrial.recipes.loaders import eval_loader, train_loader
+    from industrial.recipes.build import build_sharded
     from industrial.train.transfer import transfer_parts
 
     source, _, _, _, _ = _train(_config(dataset, tmp_path / "pre", _multimodal("fusion", 1, 1), {"kind": "pmmrec"}), steps=2)
@@ -377,7 +377,7 @@ def test_multimodal_pretraining_transfers_to_a_single_modality_target(dataset, t
     data = perturb_content(PerturbConfig(str(dataset), str(tmp_path / target), **drop))
     cfg = _config(data, tmp_path / "ft", _multimodal("fusion", 1, 1), {"kind": "sampled_softmax"})
     env = init_distributed()
-    dmp, optimizer, info = build(cfg, env)
+    dmp, optimizer, info = build_sharded(cfg, env)
     counts = dmp.module.model.item_encoder.content_counts
     assert counts["text_and_image"] == 0 and counts["text_only" if target == "text_only" else "image_only"] > 0
     report = transfer_parts(dmp, tmp_path / "ckpt" / "step_00000002", ["item_encoder", "user_encoder"])

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from industrial import cli
-from industrial.data.prepare import MergeConfig, PrepareConfig, main, merge_datasets, prepare_dataset
+from industrial.commands.prepare import main
+from industrial.data.prepare import MergeConfig, PrepareConfig, merge_datasets, prepare_dataset
 from industrial.data.schema import EVAL_SCHEMA, SCHEMAS, DatasetError, read_meta, read_table
 from industrial.data.stats import stats_of_dataset
 

@@ -9,7 +9,8 @@ import pytest
 
 from industrial import cli
 from industrial.evaluate.breakdown import bucket_grouping, evaluate_ranks
-from industrial.evaluate.report import export_item_vectors, load_evaluation, main, write_report
+from industrial.commands.report import main
+from industrial.evaluate.report import export_item_vectors, load_evaluation, write_report
 
 
 def evaluation(seed=0, n=500):

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from industrial.commands import synth as synth_command
 from industrial.data import synth
 from industrial.data.schema import SCHEMAS, SPLIT_FILES, read_meta, read_table
 from industrial.data.stream import LoaderConfig, build_loader
@@ -126,9 +127,9 @@ def test_popularity_is_heavy_tailed_and_sequences_have_structure():
 
 
 def test_cli(tmp_path, capsys):
-    assert synth.main(["--out", str(tmp_path / "d"), "--users", "50", "--items", "40", "--quiet"]) == 0
+    assert synth_command.main(["--out", str(tmp_path / "d"), "--users", "50", "--items", "40", "--quiet"]) == 0
     assert read_meta(tmp_path / "d")["synthetic"] is True
     with pytest.raises(SystemExit) as exit_:
-        synth.main(["--help"])
+        synth_command.main(["--help"])
     assert exit_.value.code == 0 and "THROUGHPUT" in capsys.readouterr().out
-    assert synth.main(["--out", str(tmp_path / "e"), "--mean-seq-len", "2", "--quiet"]) == 2
+    assert synth_command.main(["--out", str(tmp_path / "e"), "--mean-seq-len", "2", "--quiet"]) == 2

@@ -60,7 +60,7 @@ def _final_weights(run: Path) -> dict[str, torch.Tensor]:
     """Every model tensor of the run's latest checkpoint, read back through DCP."""
     from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
 
-    from industrial.train.checkpoint import SafeFileSystemReader, find_checkpoint
+    from industrial.distributed.checkpoint import SafeFileSystemReader, find_checkpoint
 
     path = find_checkpoint(run / "checkpoints")
     state = _load_state_dict_from_keys(storage_reader=SafeFileSystemReader(str(path)))

@@ -11,7 +11,7 @@ from industrial.modules.item_tables import ItemIdTable
 from industrial.modules.recommender import IdItemEncoder, NextItemTask, Recommender
 from industrial.modules.user_encoder import UserEncoder, UserEncoderConfig
 from industrial.objectives import FullSoftmaxLoss
-from industrial.train.checkpoint import save_checkpoint
+from industrial.distributed.checkpoint import save_checkpoint
 from industrial.train.transfer import TransferError, transfer_parts
 
 

@@ -13,7 +13,7 @@ import torch
 from industrial.config import from_dict
 from industrial.distributed.env import init_distributed
 from industrial.objectives.sequence_contrastive import SequenceItemContrastiveLoss
-from industrial.train.config import ExperimentConfig
+from industrial.recipes.experiment import ExperimentConfig
 
 
 def _config(tiny: dict[str, Path], out: Path, loss: dict, kind: str = "cached", augment: dict | None = None) -> ExperimentConfig:
@@ -33,8 +33,8 @@ def _config(tiny: dict[str, Path], out: Path, loss: dict, kind: str = "cached", 
 
 
 def _build(cfg: ExperimentConfig):
-    from industrial.train.loaders import train_loader
-    from industrial.train.run import build
+    from industrial.recipes.loaders import train_loader
+    from industrial.commands.train import build
 
     env = init_distributed()
     dmp, optimizer, info = build(cfg, env)
@@ -68,7 +68,7 @@ def test_pretraining_loss_is_sequence_item_plus_weighted_sequence_sequence(tiny_
 
 
 def test_pretrain_then_finetune_transfers_projector_and_user_encoder(tiny_cached, tmp_path):
-    from industrial.train.run import train
+    from industrial.commands.train import train
     from industrial.train.transfer import transfer_parts
 
     source = _config(tiny_cached, tmp_path / "pre", {"kind": "unim2rec"}, augment={"drop": 0.2})

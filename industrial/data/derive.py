@@ -26,8 +26,6 @@ without text at 25% are among those at 50%; the users of a 5% sample are in the 
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -235,36 +233,3 @@ def _perturb(cfg: PerturbConfig, source: Path, stage: Path) -> dict[str, Any]:
         "texts_noised": f"{len(noise)} of {len(text_rows)}",
     }
     return derived
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def _parser(operation: str) -> argparse.ArgumentParser:
-    doc = __doc__.split("\n\n")
-    parser = argparse.ArgumentParser(
-        prog=f"industrial prepare {operation}",
-        description=next(p for p in doc if p.startswith(f"``{operation}``")),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--input", required=True, help="prepared dataset folder")
-    parser.add_argument("--out", required=True, help="output folder")
-    if operation == "sample":
-        parser.add_argument("--users", type=float, required=True, help="fraction of the training users kept, in (0, 1]")
-    else:
-        parser.add_argument("--drop-text", type=float, default=0.0, help="fraction of the item texts removed")
-        parser.add_argument("--drop-images", type=float, default=0.0, help="fraction of the item images removed")
-        parser.add_argument("--noise-text", type=float, default=0.0, help="fraction of the item texts noised")
-        parser.add_argument("--word-noise", type=float, default=0.3, help="noised text: probability that a word is replaced")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
-    return parser
-
-
-def main(operation: str, argv: list[str]) -> int:
-    """``industrial prepare sample|perturb``."""
-    args = vars(_parser(operation).parse_args(argv))
-    # a DatasetError / ConfigError (user errors) goes up to `industrial`: one line, exit code 2
-    out = sample_users(SampleConfig(**args)) if operation == "sample" else perturb_content(PerturbConfig(**args))
-    derived = json.loads((out / META_FILE).read_text())["derived"][-1]
-    print(", ".join(f"{k} {v}" for k, v in derived.items() if k not in ("from", "operation")))
-    print(f"wrote {out}")
-    return 0

@@ -23,11 +23,9 @@ per metric (default ``recall@10 ndcg@10 recall@50 ndcg@50``), as a markdown tabl
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -62,7 +60,7 @@ class ReportError(UserError, ValueError):
     """A run folder or a metrics file cannot be read; the message names it."""
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -79,7 +77,7 @@ def write_metrics_json(evaluation: Evaluation, run_dir: str | Path, meta: Mappin
     if meta:
         data["meta"] = dict(meta)
     path = run_dir / METRICS_FILE
-    _write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
     return path
 
 
@@ -159,7 +157,7 @@ def markdown_report(evaluation: Evaluation, title: str = "Evaluation", plots: Se
 def write_markdown(evaluation: Evaluation, path: str | Path, title: str = "Evaluation", plots: Sequence[Path] = ()) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(path, markdown_report(evaluation, title, plots))
+    write_text(path, markdown_report(evaluation, title, plots))
     return path
 
 
@@ -397,38 +395,3 @@ def plot_comparison(header: Sequence[str], rows: Sequence[Sequence[Any]], path: 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return Path(path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="industrial report", description="Compare evaluated runs side by side (one row per run)."
-    )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="a run folder holding metrics.json, or the file")
-    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_COLUMNS), metavar="KEY",
-                        help="columns, e.g. recall@10 ndcg@10 mrr@20 (default: %(default)s)")
-    parser.add_argument("--breakdown", metavar="NAME=VALUE", help="compare one group, e.g. domain=Scientific")
-    parser.add_argument("--out", metavar="FILE", help="also write the table as markdown to this file")
-    parser.add_argument("--plot", metavar="FILE.png", help="also draw the table as grouped bars")
-    args = parser.parse_args(argv)
-    header, rows = comparison_rows(args.runs, args.metrics, args.breakdown)
-    sources, mixed = evaluated_on(args.runs)
-    missing = [c for i, c in enumerate(args.metrics, start=1) if all(row[i] is None for row in rows)]
-    table = markdown_table(header, rows)
-    print(table)
-    print("\nevaluated on:\n" + "\n".join(f"  {line}" for line in sources))
-    if mixed:
-        print("industrial report: warning: these runs were evaluated on different datasets or splits; "
-              "their numbers are not comparable", file=sys.stderr)
-        table += "\n\n**Warning: these runs were evaluated on different datasets or splits; their numbers are not comparable.**"
-    table += "\n\nEvaluated on:\n\n" + "\n".join(f"- {line}" for line in sources)
-    if missing:
-        print(f"note: no run reports {', '.join(missing)}")
-    if args.out:
-        scope = f" ({args.breakdown})" if args.breakdown else ""
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(out, f"# Runs compared{scope}\n\n{table}\n")
-    if args.plot:
-        plot_comparison(header, rows, args.plot, title=f"Runs compared{f' ({args.breakdown})' if args.breakdown else ''}")
-        print(f"wrote {args.plot}")
-    return 0

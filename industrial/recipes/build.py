@@ -7,16 +7,22 @@ tables from the ``industrial extract`` file).
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import torch
 from torch import nn
 
-from industrial.data.info import DatasetInfo
-from industrial.distributed.sharding import fill_table, init_table_normal
+from industrial.data.info import DatasetInfo, load_info
+from industrial.distributed.env import DistEnv
+from industrial.distributed.sharding import fill_table, init_table_normal, shard_model
 from industrial.modules.item_tables import ITEM_FEATURE_TABLE, ITEM_ID_TABLE, CachedFeatureTable, ItemIdTable
 from industrial.modules.recommender import CachedFeatureItemEncoder, IdItemEncoder, ItemEncoder, NextItemTask, Recommender
 from industrial.modules.user_encoder import UserEncoder
 from industrial.objectives import FullSoftmaxLoss, SampledBCELoss, SampledSoftmaxLoss
-from industrial.train.config import ExperimentConfig, LossConfig
+from industrial.recipes.experiment import ExperimentConfig, LossConfig
+
+log = logging.getLogger("industrial.recipes")
 
 
 def build_loss(cfg: LossConfig) -> nn.Module:
@@ -160,3 +166,15 @@ def initialise_tables(dmp: nn.Module, cfg: ExperimentConfig, info: DatasetInfo) 
     if kind in ("id", "cached+id"):
         init_table_normal(dmp, ITEM_ID_TABLE, std=0.02, seed=cfg.train.seed)
     load_content_tables(dmp, cfg, info)
+
+
+def build_sharded(cfg: ExperimentConfig, env: DistEnv) -> tuple[nn.Module, Any, DatasetInfo]:
+    """The sharded task (DMP), its combined optimizer and the dataset description, tables filled."""
+    torch.manual_seed(cfg.train.seed)
+    info = load_info(cfg.data.path)
+    task = build_task(cfg, info)
+    dmp, optimizer, plan = shard_model(task, env, cfg.sharding, cfg.optim)
+    initialise_tables(dmp, cfg, info)
+    if env.is_main:
+        log.info("sharding plan:\n%s", plan)
+    return dmp, optimizer, info

@@ -34,12 +34,10 @@ from industrial.data.batch import SequenceBatch
 from industrial.data.info import DatasetInfo
 from industrial.distributed.env import DistEnv
 from industrial.distributed.sharding import materialize_optimizer_state
-from industrial.evaluate.breakdown import Evaluation
-from industrial.evaluate.report import write_report
-from industrial.train import checkpoint as ckpt
+from industrial.distributed import checkpoint as ckpt
 from industrial.train.batch_log import BatchLog
-from industrial.train.config import ExperimentConfig
-from industrial.train.run_dataset import dataset_meta
+from industrial.recipes.experiment import ExperimentConfig
+from industrial.recipes.run_dataset import dataset_meta
 
 log = logging.getLogger("industrial.train")
 
@@ -63,10 +61,22 @@ class StatefulLoader(Protocol):
     def epoch_stats(self) -> list[Any]: ...  # per completed epoch (train.batch_log records them)
 
 
+class EvaluationResult(Protocol):
+    """What the trainer reads of an evaluation: its whole-split metrics (``ndcg@10``: value)."""
+
+    metrics: dict[str, float]
+
+
 class Evaluate(Protocol):
     """Full-ranking evaluation of the current model on a split (every rank calls it)."""
 
-    def __call__(self, split: str) -> Evaluation: ...
+    def __call__(self, split: str) -> EvaluationResult: ...
+
+
+class ReportTest(Protocol):
+    """Writes the test evaluation of the best checkpoint into the run folder (rank 0 calls it)."""
+
+    def __call__(self, evaluation: EvaluationResult, meta: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -107,6 +117,7 @@ class Trainer:
         train_loader: StatefulLoader,
         evaluate: Evaluate,
         info: DatasetInfo,
+        report_test: ReportTest | None = None,
     ) -> None:
         self.cfg = cfg
         self.env = env
@@ -114,6 +125,7 @@ class Trainer:
         self.optimizer = optimizer
         self.loader = train_loader
         self.evaluate = evaluate
+        self.report_test = report_test
         self.info = info
         self.out = Path(cfg.train.out_dir)
         self.checkpoints = self.out / "checkpoints"
@@ -348,9 +360,9 @@ class Trainer:
             result["valid"] = self.evaluate("valid").metrics
             test = self.evaluate("test")
             result["test"] = test.metrics
-            if self.env.is_main:
+            if self.env.is_main and self.report_test is not None:
                 meta = {"split": "test", "checkpoint": result.get("checkpoint"), "recipe": self.cfg.recipe, **dataset_meta(self.cfg.data.path)}
-                write_report(test, self.out, title=f"{self.cfg.recipe}: test", meta=meta)
+                self.report_test(test, meta)
             self._scalars({f"test/{k}": v for k, v in test.metrics.items()})
             log.info("test %s", _fmt(test.metrics))
         if self.env.is_main:

@@ -34,7 +34,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
 
 from industrial.errors import UserError
-from industrial.train.checkpoint import MANIFEST, find_checkpoint, load_error, open_reader, verify_checkpoint
+from industrial.distributed.checkpoint import MANIFEST, find_checkpoint, load_error, open_reader, verify_checkpoint
 
 PART_PREFIXES: dict[str, tuple[str, ...]] = {
     "user_encoder": ("model.user_encoder.",),

@@ -9,7 +9,7 @@ from industrial.data.augment import AugmentConfig
 from industrial.data.info import DatasetInfo
 from industrial.data.stream import LoaderConfig, SequenceLoader, build_loader
 from industrial.distributed.env import DistEnv
-from industrial.train.config import ExperimentConfig
+from industrial.recipes.experiment import ExperimentConfig
 
 
 def loader_config(cfg: ExperimentConfig) -> LoaderConfig:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from industrial.config import add_override_argument, load
 from industrial.distributed.env import DistEnv
-from industrial.train.config import ExperimentConfig
-from industrial.train.run import report_result, train
+from industrial.recipes.experiment import ExperimentConfig
+from industrial.commands.train import report_result, train
 from industrial.train.transfer import PART_PREFIXES, resolve_source, transfer_parts
 
 

@@ -19,15 +19,16 @@ import torch
 
 from industrial.config import ConfigError, add_override_argument, load
 from industrial.data.integrity import check_dataset
-from industrial.data.info import DatasetInfo, load_info
+from industrial.data.info import DatasetInfo
 from industrial.distributed.env import DistEnv, init_distributed, shutdown
-from industrial.distributed.sharding import shard_model
 from industrial.evaluate.breakdown import Evaluation, ItemInfo
+from industrial.evaluate.metrics import METRIC_NAMES
 from industrial.evaluate.model_eval import evaluate_model
-from industrial.recipes.build import build_task, initialise_tables
-from industrial.train.config import ExperimentConfig
-from industrial.train.loaders import eval_loader, train_loader
-from industrial.train.run_dataset import record_run_dataset
+from industrial.evaluate.report import write_report
+from industrial.recipes.build import build_sharded
+from industrial.recipes.experiment import ExperimentConfig
+from industrial.recipes.loaders import eval_loader, train_loader
+from industrial.recipes.run_dataset import record_run_dataset
 from industrial.train.trainer import Trainer, setup_run_folder
 
 log = logging.getLogger("industrial.train")
@@ -38,18 +39,6 @@ def parse_args(argv: list[str] | None, prog: str = "industrial train") -> argpar
     parser.add_argument("--config", help="experiment YAML (see configs/)")
     add_override_argument(parser, "override a config key, e.g. train.epochs=3")
     return parser.parse_args(argv)
-
-
-def build(cfg: ExperimentConfig, env: DistEnv) -> tuple[torch.nn.Module, Any, DatasetInfo]:
-    """The sharded task, its optimizer and the dataset description."""
-    torch.manual_seed(cfg.train.seed)
-    info = load_info(cfg.data.path)
-    task = build_task(cfg, info)
-    dmp, optimizer, plan = shard_model(task, env, cfg.sharding, cfg.optim)
-    initialise_tables(dmp, cfg, info)
-    if env.is_main:
-        log.info("sharding plan:\n%s", plan)
-    return dmp, optimizer, info
 
 
 def model_evaluator(cfg: ExperimentConfig, env: DistEnv, dmp: torch.nn.Module, info: DatasetInfo):
@@ -67,6 +56,9 @@ def model_evaluator(cfg: ExperimentConfig, env: DistEnv, dmp: torch.nn.Module, i
 def check_inputs(cfg: ExperimentConfig) -> None:
     """Refuse a missing or partial dataset or features folder, or a resume on another dataset,
     before anything is written (every rank decides alike, so no rank waits for a failed one)."""
+    name = cfg.train.metric.partition("@")[0]
+    if name not in METRIC_NAMES:
+        raise ConfigError(f"train.metric={cfg.train.metric!r}: {name!r} is not one of the metrics {list(METRIC_NAMES)}")
     check_dataset(cfg.data.path)
     if cfg.model.item.kind.startswith("cached") and not Path(cfg.model.item.features).exists():
         raise ConfigError(f"model.item.features={cfg.model.item.features}: no such features folder (write it with `industrial extract`)")
@@ -84,10 +76,16 @@ def train(cfg: ExperimentConfig, after_build: Callable[[torch.nn.Module, DistEnv
     setup_run_folder(cfg, env)
     if env.is_main:
         record_run_dataset(cfg.train.out_dir, cfg.data.path, resuming=_resuming(cfg))
-    dmp, optimizer, info = build(cfg, env)
+    dmp, optimizer, info = build_sharded(cfg, env)
     if after_build is not None:
         after_build(dmp, env)
-    trainer = Trainer(cfg, env, dmp, optimizer, train_loader(cfg, env, info), model_evaluator(cfg, env, dmp, info), info)
+    out = Path(cfg.train.out_dir)
+
+    def report_test(evaluation: Evaluation, meta: dict[str, Any]) -> None:
+        write_report(evaluation, out, title=f"{cfg.recipe}: test", meta=meta)
+
+    evaluate = model_evaluator(cfg, env, dmp, info)
+    trainer = Trainer(cfg, env, dmp, optimizer, train_loader(cfg, env, info), evaluate, info, report_test)
     return trainer.fit()
 
 

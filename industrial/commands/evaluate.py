@@ -37,12 +37,12 @@ from industrial.evaluate.breakdown import ItemInfo
 from industrial.evaluate.model_eval import encode_catalogue, evaluate_model
 from industrial.evaluate.report import export_item_vectors, write_report
 from industrial.recipes.build import load_content_tables
-from industrial.train import checkpoint as ckpt
-from industrial.train.config import ExperimentConfig
-from industrial.train.run_dataset import dataset_meta, read_run_dataset
+from industrial.distributed import checkpoint as ckpt
+from industrial.recipes.experiment import ExperimentConfig
+from industrial.recipes.run_dataset import dataset_meta, read_run_dataset
 from industrial.data.integrity import dataset_fingerprint
-from industrial.train.loaders import eval_loader
-from industrial.train.run import build
+from industrial.recipes.loaders import eval_loader
+from industrial.recipes.build import build_sharded
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.export:  # an export folder that cannot be written fails now, not after the evaluation
         Path(args.export).mkdir(parents=True, exist_ok=True)
     env = init_distributed()
-    dmp, optimizer, info = build(cfg, env)
+    dmp, optimizer, info = build_sharded(cfg, env)
     state = {"model": dmp.state_dict(), "optimizer": optimizer.state_dict()}
     ckpt.load_checkpoint(checkpoint, state)
     dmp.load_state_dict(state["model"])
