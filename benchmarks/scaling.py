@@ -10,7 +10,7 @@ through it too, so both sides pay the same start-up. Each process runs ``--threa
 (1 by default: 2 processes x 1 thread fill the 2 cores here).
 
 **Processes.** IDRec (``configs/idrec_scientific.yaml``, real Scientific data) through the training
-code path of :mod:`benchmarks.throughput` (``build`` + ``train_loader`` + ``Trainer._step``) with
+code path of :mod:`benchmarks.throughput` (``build`` + ``train_loader`` + ``Trainer.step``) with
 the per-rank batch fixed (weak scaling: 2 ranks train twice the sequences per step). All ranks
 pass a barrier before each timed repetition, so a repetition's time is the slowest rank's::
 
@@ -225,7 +225,9 @@ def _one_table(tc: TablesConfig, env: Any, rows: int) -> dict[str, Any]:
     from industrial.data.batch import make_batch
     from industrial.distributed.sharding import OptimConfig, ShardingConfig, init_table_normal, local_shards, shard_model
     from industrial.modules.item_tables import ITEM_ID_TABLE, ItemIdTable
-    from industrial.modules.recommender import IdItemEncoder, NextItemTask, Recommender
+    from industrial.modules.item_encoder import IdItemEncoder
+    from industrial.modules.recommender import Recommender
+    from industrial.recipes.next_item import NextItemTask
     from industrial.modules.user_encoder import UserEncoder, UserEncoderConfig
     from industrial.objectives import SampledSoftmaxLoss
 

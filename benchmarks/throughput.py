@@ -7,7 +7,7 @@
 
 Every model trains through the project's own code path: :func:`industrial.recipes.build.build_sharded`
 (task, TorchRec sharding, DMP, fused sparse + dense optimizer, table initialisation),
-:func:`industrial.recipes.loaders.train_loader` (the streaming loader) and ``Trainer._step``
+:func:`industrial.recipes.loaders.train_loader` (the streaming loader) and ``Trainer.step``
 (batch to device -> ``loss, logs = dmp(batch)`` -> backward -> clip -> optimizer step), on the
 same data (the real Scientific split and its cached MiniLM features), the same batches (same loader
 seed), the same batch size and sequence length and the **same user-encoder size**. What is held
@@ -275,7 +275,7 @@ class ModelRun:
             t0 = time.perf_counter()
             batch = next(self.batches)
             counters["loader_seconds"] += time.perf_counter() - t0
-            self.trainer._step(batch)
+            self.trainer.step(batch)
             history = batch.lengths("history")
             counters["samples"] += batch.batch_size
             counters["interactions"] += int(batch.lengths("target").sum())

@@ -27,7 +27,9 @@ def _worker(out_dir: str, sharding: str, loss_kind: str) -> None:
     from industrial.distributed.env import init_distributed
     from industrial.distributed.sharding import OptimConfig, ShardingConfig, init_table_normal, local_shards, shard_model
     from industrial.modules.item_tables import ITEM_ID_TABLE, ItemIdTable
-    from industrial.modules.recommender import IdItemEncoder, NextItemTask, Recommender
+    from industrial.modules.item_encoder import IdItemEncoder
+    from industrial.modules.recommender import Recommender
+    from industrial.recipes.next_item import NextItemTask
     from industrial.modules.user_encoder import UserEncoder, UserEncoderConfig
     from industrial.objectives import FullSoftmaxLoss, SampledSoftmaxLoss
 

@@ -1,4 +1,4 @@
-"""Item-side dense modules: text / vision encoders, fusion, projector, image decoding, loading.
+"""Item-side dense modules: text / vision encoders, fusion, projector, loading (images: test_images.py).
 
 Every backbone here is built from a tiny transformers config with random initialisation (hidden
 sizes 8-32, 2-3 layers) so the tests stay fast; the pre-trained models are the installed
@@ -7,14 +7,11 @@ all-MiniLM-L6-v2, loaded offline (HF_HUB_OFFLINE=1), and the installed Efficient
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
-from PIL import Image
 
+from industrial.data.images import decode_image
 from industrial.modules.fusion import FusionConfig, MergeAttentionFusion, image_only, text_only
-from industrial.modules.images import ImageError, ImageTransform, ImageTransformConfig, ItemImages, decode_image
 from industrial.modules.pretrained import (
     MINILM,
     EncoderLoadError,
@@ -24,7 +21,7 @@ from industrial.modules.pretrained import (
     resolve_source,
 )
 from industrial.modules.projector import MoEAdaptor, ProjectorConfig, PWLayer
-from industrial.modules.text import AttentionPooling, TextEncoder, TextEncoderConfig, masked_mean, tokenize_texts
+from industrial.modules.text import AttentionPooling, TextEncoder, TextEncoderConfig, masked_token_mean, tokenize_texts
 from industrial.modules.vision import VisionEncoder, VisionEncoderConfig
 
 TINY_BERT = dict(model_type="bert", hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64)
@@ -72,7 +69,7 @@ def test_mean_pooling_is_masked_mean_and_normalize(batch):
     ids, mask = batch
     enc = tiny_text(pooling="mean", normalize=True).eval()
     states = enc.hidden_states(ids, mask)
-    expected = torch.nn.functional.normalize(masked_mean(states, mask), dim=-1)
+    expected = torch.nn.functional.normalize(masked_token_mean(states, mask), dim=-1)
     assert torch.allclose(enc(ids, mask), expected, atol=1e-6)
     assert torch.allclose(enc(ids, mask).norm(dim=-1), torch.ones(2), atol=1e-5)
 
@@ -326,7 +323,7 @@ def test_pw_layer_formula():
 
 def test_moe_adaptor_shapes_and_uniform_gate():
     torch.manual_seed(0)
-    moe = MoEAdaptor(ProjectorConfig(in_dim=12, out_dim=5, n_exps=8, dropout=0.2))
+    moe = MoEAdaptor(ProjectorConfig(in_dim=12, out_dim=5, experts=8, dropout=0.2))
     assert moe.w_gate.shape == (12, 8) and not moe.w_gate.any() and not moe.w_noise.any()
     assert set(moe.state_dict()) >= {"w_gate", "w_noise", "experts.0.bias", "experts.7.lin.weight"}
     x = torch.randn(2, 7, 12)  # any leading dims
@@ -346,7 +343,7 @@ def test_moe_adaptor_shapes_and_uniform_gate():
 @pytest.mark.parametrize("mask", ["shared", "per_expert"])
 def test_moe_adaptor_fused_matmul_equals_the_sum_of_gated_experts(mask):
     torch.manual_seed(0)
-    moe = MoEAdaptor(ProjectorConfig(in_dim=12, out_dim=5, n_exps=4, dropout=0.0, noisy_gating=False, dropout_mask=mask))
+    moe = MoEAdaptor(ProjectorConfig(in_dim=12, out_dim=5, experts=4, dropout=0.0, noise=False, dropout_mask=mask))
     with torch.no_grad():
         moe.w_gate.normal_()
         for expert in moe.experts:
@@ -361,70 +358,13 @@ def test_moe_adaptor_dropout_masks():
     torch.manual_seed(0)
     x = torch.ones(50, 12)
     for mask in ("shared", "per_expert"):
-        moe = MoEAdaptor(ProjectorConfig(in_dim=12, out_dim=5, n_exps=4, dropout=0.5, noisy_gating=False, dropout_mask=mask))
+        moe = MoEAdaptor(ProjectorConfig(in_dim=12, out_dim=5, experts=4, dropout=0.5, noise=False, dropout_mask=mask))
         moe.train()
         assert not torch.allclose(moe(x), moe(x))  # dropout is on in training
         moe.eval()
         assert torch.allclose(moe(x), moe(x))
     with pytest.raises(ValueError, match="dropout_mask"):
         MoEAdaptor(ProjectorConfig(dropout_mask="sometimes"))
-
-
-# --------------------------------------------------------------------------- images
-
-
-def _jpeg(size=(40, 30), color=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def test_decode_and_transform_real_jpeg(tmp_path):
-    path = tmp_path / "a.jpg"
-    path.write_bytes(_jpeg())
-    image = decode_image(3, path)
-    assert image.mode == "RGB" and image.size == (40, 30)
-    pixels = ImageTransform(ImageTransformConfig.imagenet(crop=24))(image)
-    assert pixels.shape == (3, 24, 24) and pixels.dtype == torch.float32
-    # a flat red image: every pixel normalises to ((r/255 - mean) / std) (JPEG is near-lossless on flat colour)
-    expected = (torch.tensor([200, 30, 30]) / 255 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
-    assert torch.allclose(pixels.mean(dim=(1, 2)), expected, atol=0.05)
-    gray = decode_image(4, data=(lambda b: (Image.new("L", (9, 9)).save(b, format="PNG"), b.getvalue())[1])(io.BytesIO()))
-    assert gray.mode == "RGB"
-    squash = ImageTransform(ImageTransformConfig.squash(16))(image)
-    assert squash.shape == (3, 16, 16)
-
-
-def test_corrupt_and_missing_images(tmp_path):
-    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    with pytest.raises(ImageError, match=r"item 7: image .*bad\.jpg: cannot decode"):
-        decode_image(7, tmp_path / "bad.jpg")
-    with pytest.raises(ImageError, match=r"item 8: image .*gone\.jpg: file not found"):
-        decode_image(8, tmp_path / "gone.jpg")
-    with pytest.raises(ImageError, match=r"item 9: image image_bytes: cannot decode"):
-        decode_image(9, data=b"garbage")
-
-    (tmp_path / "ok.jpg").write_bytes(_jpeg())
-    paths = ["ok.jpg", None, "bad.jpg", None]
-    blobs = [None, None, None, _jpeg()]
-    strict = ItemImages(tmp_path, paths, blobs, on_error="raise")
-    assert strict.load(0).size == (40, 30) and strict.load(1) is None and strict.load(3) is not None
-    with pytest.raises(ImageError, match="item 2"):
-        strict.load(2)
-    lenient = ItemImages(tmp_path, paths, blobs, on_error="missing")
-    assert lenient.load(2) is None and list(lenient.failures) == [2]
-
-
-def test_transform_from_preprocessor_config():
-    clip = ImageTransformConfig.from_preprocessor(
-        {"size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "resample": 3,
-         "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
-    )
-    assert (clip.resize, clip.crop, clip.interpolation) == (224, 224, "bicubic")
-    resnet = ImageTransformConfig.from_preprocessor({"size": {"shortest_edge": 224}, "crop_pct": 0.875})
-    assert (resnet.resize, resnet.crop) == (256, 224)
-    vit = ImageTransformConfig.from_preprocessor({"size": {"height": 224, "width": 224}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3})
-    assert (vit.resize, vit.crop) == (None, 224)
 
 
 def test_max_length_beyond_positions_is_refused():

@@ -1,4 +1,5 @@
-"""``industrial extract``: frozen item features, resumable, aligned with item_id, presence masks.
+"""``industrial extract`` (the command and its job): frozen item features, resumable, aligned with
+item_id, presence masks. The features folder format itself: ``tests/test_features.py``.
 
 The encoders are built from tiny transformers configs with random initialisation (hidden 16-32,
 2 layers); the datasets are written in tmp_path with the canonical schema.
@@ -17,16 +18,10 @@ import torch
 from PIL import Image
 
 from industrial.commands.extract import main
+from industrial.commands.extract_job import ExtractConfig, extract_features
+from industrial.data.features import ExtractError, is_complete, load_features, read_features_info
+from industrial.data.images import ImageError, ImageTransformConfig
 from industrial.data.schema import ITEMS_FILE, ITEMS_SCHEMA, write_json, write_table
-from industrial.modules.extract import (
-    ExtractConfig,
-    ExtractError,
-    extract_features,
-    is_complete,
-    load_features,
-    read_features_info,
-)
-from industrial.modules.images import ImageError, ImageTransformConfig
 from industrial.modules.text import TextEncoderConfig
 from industrial.modules.vision import VisionEncoderConfig
 

@@ -14,10 +14,9 @@ import torch
 from PIL import Image
 
 from industrial.config import ConfigError, from_dict
+from industrial.data.images import ImageBuffer, ImageTransformConfig, ItemImages
 from industrial.distributed.env import init_distributed
 from industrial.modules.fusion import FusionConfig, MergeAttentionFusion, image_only, text_only
-from industrial.modules.image_buffer import ImageBuffer
-from industrial.modules.images import ImageError, ImageTransformConfig, ItemImages
 from industrial.modules.multimodal import MultiModalConfig, MultiModalItemEncoder
 from industrial.modules.text import TextEncoder, TextEncoderConfig, tokenize_texts
 from industrial.modules.vision import VisionEncoder, VisionEncoderConfig
@@ -137,20 +136,6 @@ def test_frozen_backbones_run_once_per_item_and_evaluation_memo(tmp_path):
     with torch.no_grad():
         enc.encode(torch.tensor([0]))
     assert fusion_calls[0] == 2
-
-
-def test_unreadable_image_raises_naming_item_and_path_or_is_counted(tmp_path):
-    _png(tmp_path / "ok.png", (10, 10, 10))
-    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    with pytest.raises(ImageError, match=r"item 1: image .*bad\.jpg: cannot decode"):
-        ImageBuffer.from_images(ItemImages(tmp_path, ["ok.png", "bad.jpg", None]), ImageTransformConfig.squash(16))
-    buffer = ImageBuffer.from_images(ItemImages(tmp_path, ["ok.png", "bad.jpg", None], on_error="missing"), ImageTransformConfig.squash(16))
-    assert buffer.present.tolist() == [True, False, False] and list(buffer.failures) == [1]
-    assert buffer.images.shape == (1, 3, 16, 16) and buffer.images.dtype == torch.uint8
-    # uint8 storage, normalised on the fly: a flat colour comes back within rounding
-    assert torch.allclose(buffer.pixels(torch.tensor([0])), torch.full((1, 3, 16, 16), (10 / 255 - 0.5) / 0.5), atol=1e-2)
-    with pytest.raises(ValueError, match=r"image buffer limit"):
-        ImageBuffer.from_images(ItemImages(tmp_path, ["ok.png"]), ImageTransformConfig.squash(16), max_mb=1e-6)
 
 
 # --------------------------------------------------------------------------- recipe tasks under DMP
@@ -396,3 +381,21 @@ def test_multimodal_pretraining_transfers_to_a_single_modality_target(dataset, t
     dmp.eval()
     metrics = evaluate_model(dmp.module.model, eval_loader(cfg, "test", env), env.device, [10], 4096).metrics
     assert 0.0 <= metrics["ndcg@10"] <= 1.0
+
+
+def test_pmmrec_run_logs_every_term_to_tensorboard(dataset, tmp_path):
+    """NICL, NID, RCL and the next-item term of a short PMMRec run reach TensorBoard (the trainer logs every term)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from industrial.commands.train import train
+
+    out = tmp_path / "logged"
+    cfg = _config(dataset, out, _multimodal("fusion", 0, 0), {"kind": "pmmrec"})
+    cfg.train.log_every, cfg.train.max_steps, cfg.train.test_at_end = 1, 2, False
+    train(cfg)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    terms = {"loss", "next_item", "nicl", "nid", "rcl", "softmax_loss", "nicl_loss", "nid_loss", "nid_accuracy", "rcl_loss"}
+    assert {f"train/{t}" for t in terms} <= tags
+    assert all(len(events.Scalars(f"train/{t}")) == 2 for t in terms)

@@ -8,7 +8,9 @@ import torch
 from industrial.distributed.env import init_distributed
 from industrial.distributed.sharding import OptimConfig, ShardingConfig, init_table_normal, shard_model
 from industrial.modules.item_tables import ItemIdTable
-from industrial.modules.recommender import IdItemEncoder, NextItemTask, Recommender
+from industrial.modules.item_encoder import IdItemEncoder
+from industrial.modules.recommender import Recommender
+from industrial.recipes.next_item import NextItemTask
 from industrial.modules.user_encoder import UserEncoder, UserEncoderConfig
 from industrial.objectives import FullSoftmaxLoss
 from industrial.distributed.checkpoint import save_checkpoint

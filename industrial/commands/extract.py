@@ -3,8 +3,9 @@
     industrial extract --dataset data/prepared/scientific --out data/prepared/scientific/features/minilm \
         --modality text --encoder minilm --max-length 64
 
-The job and the features format are :mod:`industrial.modules.extract`; this module reads the
-command line and reports what was written.
+This module reads the command line and reports what was written; the job (chunked, resumable,
+``--reuse``) is :mod:`industrial.commands.extract_job`, the features folder it writes (and every
+reader reads) is :mod:`industrial.data.features`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from industrial.commands.extract_job import ExtractConfig, extract_features
+from industrial.data.features import INDEX_FILE, ExtractError, is_complete
+from industrial.data.images import ImageError
 from industrial.data.schema import DatasetError
-from industrial.modules.extract import INDEX_FILE, ExtractConfig, ExtractError, extract_features, is_complete
-from industrial.modules.images import ImageError
 from industrial.modules.pretrained import EncoderLoadError
 from industrial.modules.text import TextEncoderConfig
 from industrial.modules.vision import VisionEncoderConfig

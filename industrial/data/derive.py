@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from industrial.config import ConfigError
+from industrial.data.images import image_root_of
 from industrial.data.integrity import check_dataset, check_output_folder, staged_dataset
 from industrial.data.schema import (
     EVENTS_FILE,
@@ -51,7 +52,6 @@ from industrial.data.schema import (
     write_table,
 )
 from industrial.data.stats import compute_stats
-from industrial.modules.images import image_root_of
 
 _FILES = (ITEMS_FILE, USERS_FILE, EVENTS_FILE, *SPLIT_FILES.values())
 _WORD = re.compile(r"\S+")

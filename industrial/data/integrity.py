@@ -39,7 +39,6 @@ what ``industrial prepare`` would record; it reads every byte, once per call).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -61,6 +60,7 @@ from industrial.data.schema import (
     STATS_FILE,
     USERS_FILE,
     DatasetError,
+    read_meta,
     write_json,
 )
 
@@ -110,7 +110,7 @@ def compute_fingerprint(root: str | os.PathLike, files: Iterable[str] | None = N
 def finalize_dataset(root: str | os.PathLike) -> dict[str, Any]:
     """Record ``files`` and ``fingerprint`` in ``root/meta.json`` (written last by the writer); returns the meta."""
     root = Path(root)
-    meta = _read_meta(root)
+    meta = read_meta(root)
     missing = [name for name in DATASET_FILES if not (root / name).is_file()]
     if missing:
         raise DatasetError(f"{root}: the writer left no {', '.join(missing)}")
@@ -124,27 +124,10 @@ def finalize_dataset(root: str | os.PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- checks
 
 
-def _read_meta(root: Path) -> dict[str, Any]:
-    path = root / META_FILE
-    if not root.is_dir():
-        raise DatasetError(f"{root}: no such dataset folder; make it with `industrial prepare`")
-    if not path.is_file():
-        raise DatasetError(
-            f"{path}: missing, so {root} is not a complete dataset (an interrupted write, or not a dataset); {_RERUN}"
-        )
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{path}: not valid JSON ({_first_line(e)}); {_RERUN}") from None
-    if not isinstance(meta, dict):
-        raise DatasetError(f"{path}: expected a JSON object, got {type(meta).__name__}; {_RERUN}")
-    return meta
-
-
 def check_dataset(root: str | os.PathLike) -> dict[str, Any]:
     """Refuse a partial or mixed dataset (module docstring); returns its ``meta.json``."""
     root = Path(root)
-    meta = _read_meta(root)
+    meta = read_meta(root)
     if not (root / STATS_FILE).is_file():
         raise DatasetError(f"{root / STATS_FILE}: missing, so {root} is not a complete dataset; {_RERUN}")
     recorded = meta.get("files")

@@ -156,16 +156,22 @@ def read_table(root: str | os.PathLike, name: str, columns: list[str] | None = N
 
 
 def read_meta(root: str | os.PathLike) -> dict[str, Any]:
-    """Read ``meta.json`` of a prepared dataset."""
-    path = Path(root) / META_FILE
-    if not path.exists():
-        raise DatasetError(f"{path}: missing; is {root} a dataset written by `industrial prepare`?")
+    """Read ``meta.json`` of a prepared dataset; a missing folder or file, or malformed JSON, is a
+    DatasetError naming it and saying how to write the dataset again."""
+    root = Path(root)
+    path = root / META_FILE
+    rerun = "re-run `industrial prepare` (or the command that made it) to write it again"
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder; make it with `industrial prepare`")
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing, so {root} is not a complete dataset (an interrupted write, or not a dataset); {rerun}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{path}: not valid JSON ({e}); re-run `industrial prepare`") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DatasetError(f"{path}: not valid JSON ({first}); {rerun}") from None
     if not isinstance(meta, dict):
-        raise DatasetError(f"{path}: expected a JSON object, got {type(meta).__name__}; re-run `industrial prepare`")
+        raise DatasetError(f"{path}: expected a JSON object, got {type(meta).__name__}; {rerun}")
     return meta
 
 

@@ -44,7 +44,7 @@ def encode_catalogue(model: Recommender, item_chunk: int = 65536) -> torch.Tenso
         lo = min(start + call * item_chunk, stop)
         hi = min(lo + item_chunk, stop)
         # an empty call still takes part in the collective lookup
-        parts.append(model.encode_items(lo, hi))
+        parts.append(model.encode_item_range(lo, hi))
     local = torch.cat(parts)
     if world == 1:
         return local

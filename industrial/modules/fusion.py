@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from industrial.modules.text import masked_mean
+from industrial.modules.text import masked_token_mean
 
 
 @dataclass
@@ -144,14 +144,14 @@ class MergeAttentionFusion(nn.Module):
         x, mask = torch.cat(parts, dim=1), torch.cat(masks, dim=1)
         for block in self.blocks:
             x = block(x, mask)
-        return masked_mean(x, mask)
+        return masked_token_mean(x, mask)
 
 
 def text_only(text_tokens: Tensor, text_mask: Tensor) -> Tensor:
     """PMMRec's text-only tower: masked mean of the projected text tokens, ``[B, Lt, d] -> [B, d]``."""
-    return masked_mean(text_tokens, text_mask)
+    return masked_token_mean(text_tokens, text_mask)
 
 
 def image_only(image_tokens: Tensor, image_mask: Tensor | None = None) -> Tensor:
     """PMMRec's image-only tower: mean of the projected image tokens, ``[B, Li, d] -> [B, d]``."""
-    return masked_mean(image_tokens, image_mask)
+    return masked_token_mean(image_tokens, image_mask)

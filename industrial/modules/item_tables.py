@@ -77,13 +77,20 @@ class CachedFeatureTable(_ItemTable):
     table_name = ITEM_FEATURE_TABLE
 
 
+def ids_features(ids: torch.Tensor) -> KeyedJaggedTensor:
+    """A KJT asking for ``ids`` once under the ``history`` role (every other role empty).
+
+    How an item encoder built on these tables encodes given ids: one (sharded) lookup.
+    """
+    lengths = torch.zeros(len(ITEM_KEYS), dtype=torch.int32, device=ids.device)
+    lengths[0] = ids.numel()
+    return KeyedJaggedTensor.from_lengths_sync(keys=list(ITEM_KEYS), values=ids, lengths=lengths)
+
+
 def catalogue_features(num_items: int, start: int = 0, stop: int | None = None) -> KeyedJaggedTensor:
     """A KJT that asks for items ``start .. stop-1`` once, under the ``history`` role (one row).
 
     Used to encode the whole catalogue (full softmax, evaluation) through the sharded table.
     """
     stop = num_items if stop is None else stop
-    ids = torch.arange(start, stop, dtype=torch.int64)
-    lengths = torch.zeros(len(ITEM_KEYS), dtype=torch.int32)
-    lengths[0] = ids.numel()
-    return KeyedJaggedTensor.from_lengths_sync(keys=list(ITEM_KEYS), values=ids, lengths=lengths)
+    return ids_features(torch.arange(start, stop, dtype=torch.int64))

@@ -5,14 +5,14 @@ encoder (:class:`~industrial.modules.text.TextEncoder`) and the vision encoder
 (:class:`~industrial.modules.vision.VisionEncoder`) both project to the user encoder's width
 ``D``; ``combine`` says how an item's modalities become one vector:
 
-``fusion`` (PMMRec, seed 001)
+``fusion`` (PMMRec)
     text token states ``T = W_t H_text`` and image token states ``I = W_v H_image`` go through
     :class:`~industrial.modules.fusion.MergeAttentionFusion` (token-type embedding, BERT blocks,
     masked mean over all tokens). Items with one modality use PMMRec's single-modality towers
     (``single_modality: tower``): ``t = masked mean of T`` (text only), ``v = mean of I`` (image
     only); ``single_modality: fusion`` runs them through the fusion block with the absent
     modality masked out instead.
-``mixture`` (TransRec, seed 002)
+``mixture`` (TransRec)
     text vector ``t = W_o AttentionPooling(BERT(tokens))`` (TransRec's head; any text pooling
     works), image vector ``v = W_v pool(ResNet(pixels))`` (TransRec: average pool then a linear
     layer). With ``modality_embedding`` a learned type vector is added: ``t' = t + E_text``,
@@ -31,7 +31,7 @@ mode the towers' ``masked mean(T)`` and ``mean(I)``, in ``mixture`` mode ``t`` a
 
 **Cost.** The catalogue is tokenized once (``input_ids`` / ``attention_mask`` buffers, not saved in
 checkpoints) and its images decoded and resized once into a uint8 buffer
-(:class:`~industrial.modules.image_buffer.ImageBuffer`). A batch encodes each *distinct* item it
+(:class:`~industrial.data.images.ImageBuffer`). A batch encodes each *distinct* item it
 mentions once, in sub-batches of ``encode_batch``. A **fully frozen** backbone
 (``trainable_top_layers: 0``) is a fixed function, so its outputs (text token states, image
 tokens or pooled features) are computed once per item and kept (``cache_frozen``, bounded by
@@ -46,8 +46,9 @@ times zero, so every trainable parameter always takes part (with a zero gradient
 
 Example::
 
-    items = build_multimodal_items(MultiModalConfig(combine="fusion", vision=VisionEncoderConfig(model_config=VIT)),
-                                   dim=64, root="data/prepared/ml100k", num_items=1682)
+    root = "data/prepared/ml100k"                # the catalogue is read in data/, the builder gets it
+    items = build_multimodal_items(MultiModalConfig(combine="fusion", vision=VisionEncoderConfig(model_config=VIT)), dim=64,
+                                   texts=read_item_texts(root, 1682), images=ItemImages.from_dataset(root))
     vectors = items(batch.items)                 # {"history": [n_h, 64], "target": ..., ...}
     parts = items.encode_modalities(item_ids)    # .vectors, .text, .image, .has_text, .has_image
 """
@@ -57,19 +58,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from industrial.data.images import ImageBuffer, ImageTransform, ItemImages, resized
 from industrial.modules.fusion import FusionConfig, MergeAttentionFusion, image_only, text_only
-from industrial.modules.image_buffer import ImageBuffer, resized
-from industrial.modules.images import ImageTransform, ItemImages
 from industrial.modules.pretrained import fully_frozen
-from industrial.modules.recommender import ItemEncoder
+from industrial.modules.item_encoder import ItemEncoderInterface, ItemVectors
 from industrial.modules.text import TextEncoder, TextEncoderConfig, TokenizedTexts, tokenize_texts
 from industrial.modules.vision import VisionEncoder, VisionEncoderConfig
 
@@ -123,20 +121,6 @@ class MultiModalConfig:
             raise ValueError(f"image_size must be at least 8, got {self.image_size}")
         if self.encode_batch < 1:
             raise ValueError(f"encode_batch must be >= 1, got {self.encode_batch}")
-
-
-@dataclass
-class ItemVectors:
-    """Vectors of ``n`` items: the item vector and the per-modality vectors (zero where absent)."""
-
-    vectors: Tensor  # [n, D]
-    text: Tensor  # [n, D]
-    image: Tensor  # [n, D]
-    has_text: Tensor  # [n] bool
-    has_image: Tensor  # [n] bool
-
-    def __getitem__(self, index: Tensor) -> ItemVectors:
-        return ItemVectors(self.vectors[index], self.text[index], self.image[index], self.has_text[index], self.has_image[index])
 
 
 def _put(base: Tensor, rows: Tensor, values: Tensor) -> Tensor:
@@ -198,8 +182,14 @@ class ItemCache:
         return self.store[ids]
 
 
-class MultiModalItemEncoder(ItemEncoder):
-    """Item vectors from text and / or image, fused (PMMRec) or mixed (TransRec); see the module docstring."""
+class MultiModalItemEncoder(ItemEncoderInterface):
+    """Item vectors from text and / or image, fused (PMMRec) or mixed (TransRec); see the module docstring.
+
+    The one item encoder with per-modality vectors (``has_modalities``); ``forward`` is the
+    interface's (each distinct item of a batch encoded once through :meth:`encode`).
+    """
+
+    has_modalities = True
 
     def __init__(
         self,
@@ -403,14 +393,6 @@ class MultiModalItemEncoder(ItemEncoder):
             return self._eval_memo.get(ids, _version(self), lambda rows: self.encode_modalities(rows).vectors)
         return self.encode_modalities(ids).vectors
 
-    def forward(self, items: KeyedJaggedTensor) -> dict[str, Tensor]:
-        roles = items.to_dict()
-        values = [roles[key].values() for key in items.keys()]
-        all_ids = torch.cat(values) if values else torch.zeros(0, dtype=torch.int64)
-        unique, inverse = torch.unique(all_ids, return_inverse=True)
-        vectors = self.encode(unique)[inverse]
-        return dict(zip(items.keys(), torch.split(vectors, [v.numel() for v in values])))
-
 
 def _check_input_size(encoder: VisionEncoder, side: int) -> None:
     """ViT / CLIP position embeddings fix the input size; refuse another one before training starts."""
@@ -422,19 +404,12 @@ def _check_input_size(encoder: VisionEncoder, side: int) -> None:
         )
 
 
-def read_item_texts(root: str | Path, num_items: int) -> list[str | None]:
-    """Every item's text (None: no text) from a prepared dataset's ``items.parquet``, by item id."""
-    from industrial.data.schema import ITEMS_FILE, read_table
+def build_multimodal_items(config: MultiModalConfig, dim: int, texts: list[str | None], images: ItemImages) -> MultiModalItemEncoder:
+    """The encoders, the catalogue tokenized once and its images decoded once (module docstring).
 
-    items = read_table(root, ITEMS_FILE, columns=["item_id", "text"])
-    texts: list[str | None] = [None] * num_items
-    for item_id, text in zip(items.column("item_id").to_pylist(), items.column("text").to_pylist()):
-        texts[item_id] = text
-    return texts
-
-
-def build_multimodal_items(config: MultiModalConfig, dim: int, root: str | Path, num_items: int) -> MultiModalItemEncoder:
-    """The encoders, the catalogue tokenized once and its images decoded once (module docstring)."""
+    ``texts`` (None: no text) and ``images`` are the catalogue's by item id, read by the caller
+    (:func:`industrial.data.items.read_item_texts`, :meth:`industrial.data.images.ItemImages.from_dataset`);
+    the images are decoded and resized here, to the vision encoder's input."""
     config.validate()
     text_encoder = TextEncoder(replace(config.text, out_dim=dim))
     vision_encoder = VisionEncoder(replace(config.vision, out_dim=dim))
@@ -443,10 +418,7 @@ def build_multimodal_items(config: MultiModalConfig, dim: int, root: str | Path,
         transform = resized(transform, config.image_size)
     _check_input_size(vision_encoder, transform.crop)
     vision_encoder.transform = ImageTransform(transform)
-    tokens = tokenize_texts(read_item_texts(root, num_items), text_encoder.tokenizer, config.text.max_length)
-    images = ItemImages.from_dataset(root, on_error=config.on_image_error)
-    if len(images) != num_items:
-        raise ValueError(f"{root}: {len(images)} item rows for {num_items} items")
+    tokens = tokenize_texts(texts, text_encoder.tokenizer, config.text.max_length)
     buffer = ImageBuffer.from_images(images, transform, config.image_buffer_max_mb)
     fusion = MergeAttentionFusion(replace(config.fusion, dim=dim)) if config.combine == "fusion" else None
     return MultiModalItemEncoder(config, text_encoder, vision_encoder, tokens, buffer, dim, fusion)

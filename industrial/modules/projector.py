@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,24 +40,27 @@ from torch import Tensor, nn
 
 @dataclass
 class ProjectorConfig:
-    """Configuration of :class:`MoEAdaptor` (UniSRec: 768 → 300, 8 experts, dropout 0.2)."""
+    """Configuration of :class:`MoEAdaptor` (UniSRec: 768 → 300, 8 experts, dropout 0.2).
 
-    in_dim: int = 768
-    out_dim: int = 300
-    n_exps: int = 8
-    dropout: float = 0.2
-    #: Add the gate noise in training (UniSRec's ``noisy_gating``).
-    noisy_gating: bool = True
-    #: The constant added to the noise scale.
-    noise_epsilon: float = 1e-2
-    #: "shared": one input dropout mask for all experts; "per_expert": one each (UniSRec).
-    dropout_mask: str = "shared"
+    Also the ``model.item.projector`` section of an experiment config, where ``in_dim`` and
+    ``out_dim`` are left unset: the build sets them (the feature table's width, ``model.user.dim``).
+    """
+
+    experts: int = 8  # whitening experts mixed by the gate (UniSRec n_exps)
+    dropout: float = 0.2  # dropout on the input features (UniSRec adaptor_dropout_prob)
+    noise: bool = True  # noisy gate during training (UniSRec noisy_gating)
+    dropout_mask: Literal["shared", "per_expert"] = "shared"  # one input dropout mask for all experts, or one each (UniSRec)
+    noise_epsilon: float = 1e-2  # the constant added to the gate noise's scale
+    in_dim: int | None = None  # input feature width; in an experiment config, set by the build
+    out_dim: int | None = None  # item vector width; in an experiment config, set by the build (model.user.dim)
 
     def validate(self) -> None:
-        if min(self.in_dim, self.out_dim, self.n_exps) <= 0:
-            raise ValueError(f"in_dim, out_dim and n_exps must be positive, got {self.in_dim}, {self.out_dim}, {self.n_exps}")
         if self.dropout_mask not in ("shared", "per_expert"):
             raise ValueError(f"dropout_mask must be 'shared' or 'per_expert', got {self.dropout_mask!r}")
+        if self.experts <= 0 or any(d is not None and d <= 0 for d in (self.in_dim, self.out_dim)):
+            raise ValueError(f"in_dim, out_dim and experts must be positive, got {self.in_dim}, {self.out_dim}, {self.experts}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
 
 
 class PWLayer(nn.Module):
@@ -80,24 +84,26 @@ class PWLayer(nn.Module):
 
 
 class MoEAdaptor(nn.Module):
-    """Mixture of ``n_exps`` whitening experts with a (noisy in training) softmax gate.
+    """Mixture of ``experts`` whitening experts with a (noisy in training) softmax gate.
 
-    ``forward(x [..., in_dim]) -> [..., out_dim]``; ``gates(x) -> [..., n_exps]``. Formula in the
+    ``forward(x [..., in_dim]) -> [..., out_dim]``; ``gates(x) -> [..., experts]``. Formula in the
     module docstring.
     """
 
     def __init__(self, config: ProjectorConfig):
         super().__init__()
         config.validate()
+        if config.in_dim is None or config.out_dim is None:
+            raise ValueError(f"the projector needs in_dim and out_dim, got {config.in_dim}, {config.out_dim}")
         self.config = config
-        self.experts = nn.ModuleList(PWLayer(config.in_dim, config.out_dim, config.dropout) for _ in range(config.n_exps))
-        self.w_gate = nn.Parameter(torch.zeros(config.in_dim, config.n_exps))
-        self.w_noise = nn.Parameter(torch.zeros(config.in_dim, config.n_exps))
+        self.experts = nn.ModuleList(PWLayer(config.in_dim, config.out_dim, config.dropout) for _ in range(config.experts))
+        self.w_gate = nn.Parameter(torch.zeros(config.in_dim, config.experts))
+        self.w_noise = nn.Parameter(torch.zeros(config.in_dim, config.experts))
 
     def gates(self, x: Tensor) -> Tensor:
         """Gate weights ``g`` (sum to 1 over the experts)."""
         logits = x @ self.w_gate
-        if self.config.noisy_gating and self.training:
+        if self.config.noise and self.training:
             noise_std = F.softplus(x @ self.w_noise) + self.config.noise_epsilon
             logits = logits + torch.randn_like(logits) * noise_std
         return torch.softmax(logits, dim=-1)
@@ -108,11 +114,11 @@ class MoEAdaptor(nn.Module):
         bias = torch.stack([expert.bias for expert in self.experts])  # [K, in]
         flat = x.reshape(-1, cfg.in_dim)
         if cfg.dropout_mask == "per_expert" and self.training and cfg.dropout > 0:
-            dropped = F.dropout(flat.expand(cfg.n_exps, -1, -1), cfg.dropout, training=True)  # [K, n, in]
+            dropped = F.dropout(flat.expand(cfg.experts, -1, -1), cfg.dropout, training=True)  # [K, n, in]
             experts = torch.bmm(dropped, weight.transpose(1, 2)).transpose(0, 1)  # [n, K, out]
         else:
             dropped = F.dropout(flat, cfg.dropout, training=self.training)
-            experts = (dropped @ weight.reshape(-1, cfg.in_dim).T).view(-1, cfg.n_exps, cfg.out_dim)
+            experts = (dropped @ weight.reshape(-1, cfg.in_dim).T).view(-1, cfg.experts, cfg.out_dim)
         experts = experts - torch.bmm(weight, bias.unsqueeze(-1)).squeeze(-1)  # − W_k b_k
         mixed = (self.gates(flat).unsqueeze(-1) * experts).sum(dim=-2)
         return mixed.view(*x.shape[:-1], cfg.out_dim)

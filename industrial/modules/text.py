@@ -88,7 +88,7 @@ class TextEncoderConfig:
         return MINILM if self.model_config is not None else self.encoder
 
 
-def masked_mean(states: Tensor, mask: Tensor | None) -> Tensor:
+def masked_token_mean(states: Tensor, mask: Tensor | None) -> Tensor:
     """``Σ_t m_t x_t / max(Σ_t m_t, 1e-9)`` over dim 1 (a plain mean when ``mask`` is None).
 
     ``states`` is ``[B, L, D]``, ``mask`` ``[B, L]`` (nonzero = valid); an all-masked row gives zeros.
@@ -253,7 +253,7 @@ class TextEncoder(nn.Module):
         if self.config.pooling == "cls":
             return states[:, 0]
         if self.config.pooling == "mean":
-            return masked_mean(states, attention_mask)
+            return masked_token_mean(states, attention_mask)
         assert self.head is not None
         return self.head(states, attention_mask)
 

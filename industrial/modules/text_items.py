@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from industrial.modules.recommender import ItemEncoder
+from industrial.modules.item_encoder import ItemEncoderInterface
 from industrial.modules.text import TextEncoder, TokenizedTexts
 
 
-class TextItemEncoder(ItemEncoder):
-    """``v_i = TextEncoder(tokens_i)`` for items with text, a learned vector otherwise."""
+class TextItemEncoder(ItemEncoderInterface):
+    """``v_i = TextEncoder(tokens_i)`` for items with text, a learned vector otherwise (``forward``: the interface's)."""
 
     def __init__(self, encoder: TextEncoder, tokens: TokenizedTexts, dim: int, encode_batch: int = 256) -> None:
         super().__init__()
@@ -47,11 +46,3 @@ class TextItemEncoder(ItemEncoder):
             width = int(mask.sum(dim=1).max())
             out[part] = self.encoder(self.input_ids[item_ids, :width].long(), mask[:, :width].long())
         return out
-
-    def forward(self, items: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
-        roles = items.to_dict()
-        values = [roles[key].values() for key in items.keys()]
-        all_ids = torch.cat(values) if values else torch.zeros(0, dtype=torch.int64)
-        unique, inverse = torch.unique(all_ids, return_inverse=True)
-        vectors = self.encode(unique)[inverse]
-        return dict(zip(items.keys(), torch.split(vectors, [v.numel() for v in values])))

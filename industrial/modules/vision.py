@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from industrial.data.images import ImageTransform, ImageTransformConfig
 from industrial.modules.efficientnet_lite import EFFICIENTNET_LITE0, installed_weights_path, load_efficientnet_lite0
-from industrial.modules.images import ImageTransform, ImageTransformConfig
 from industrial.modules.pretrained import (
     EncoderLoadError,
     EncoderSource,
@@ -44,7 +44,7 @@ from industrial.modules.pretrained import (
     load_backbone,
     load_config,
 )
-from industrial.modules.text import masked_mean, xavier_linear
+from industrial.modules.text import masked_token_mean, xavier_linear
 
 #: model_type -> backbone family.
 _FAMILIES = {"resnet": "resnet", "vit": "vit", "clip": "clip", "clip_vision_model": "clip", "efficientnet_lite": "cnn"}
@@ -165,7 +165,7 @@ class VisionEncoder(nn.Module):
 
     def _pooled(self, out: Any) -> Tensor:
         if self.config.pooling == "mean":
-            return masked_mean(self._tokens(self.family, out), None)
+            return masked_token_mean(self._tokens(self.family, out), None)
         if self.config.pooling != "pooled":
             raise ValueError(f"vision pooling must be pooled or mean, got {self.config.pooling!r}")
         if self.family in _CNN:

@@ -1,6 +1,6 @@
 """Training objectives: each a small module with its formula in the docstring."""
 
-from industrial.objectives.base import LossOutput, ScoringInputs
+from industrial.objectives.base import LossOutput, ScoringInputs, ScoringObjective
 from industrial.objectives.bce import SampledBCELoss
 from industrial.objectives.combined import CombinedLoss
 from industrial.objectives.contrastive import (
@@ -26,6 +26,7 @@ from industrial.objectives.softmax import FullSoftmaxLoss, SampledSoftmaxLoss
 __all__ = [
     "LossOutput",
     "ScoringInputs",
+    "ScoringObjective",
     "FullSoftmaxLoss",
     "SampledSoftmaxLoss",
     "SampledBCELoss",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 @dataclass
@@ -34,6 +36,22 @@ class LossOutput:
 
     loss: torch.Tensor
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class ScoringObjective(abc.ABC, nn.Module):
+    """A next-item objective: ``forward(ScoringInputs) -> LossOutput``.
+
+    ``needs_catalogue`` declares that the objective scores every item of the catalogue
+    (``ScoringInputs.catalogue_vectors``): the task then encodes the whole catalogue at each step
+    (and reads the batch's vectors from it). Objectives over in-batch / sampled candidates leave it
+    ``False``.
+    """
+
+    needs_catalogue: bool = False
+
+    @abc.abstractmethod
+    def forward(self, inputs: ScoringInputs) -> LossOutput:
+        """The loss of the scoring inputs of one batch."""
 
 
 def similarity(queries: torch.Tensor, keys: torch.Tensor, temperature: float, normalize: bool) -> torch.Tensor:

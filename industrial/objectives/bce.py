@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from industrial.objectives.base import LossOutput, ScoringInputs
+from industrial.objectives.base import LossOutput, ScoringInputs, ScoringObjective
 
 
-class SampledBCELoss(nn.Module):
+class SampledBCELoss(ScoringObjective):
     """Each target against its ``K`` sampled negatives, scored by a dot product:
 
     .. math::  L = \\frac{1}{P} \\sum_p \\Big[ -\\log \\sigma(\\langle u_p, v_{y_p} \\rangle)
                - \\frac{1}{K} \\sum_{k=1}^{K} \\log\\big(1 - \\sigma(\\langle u_p, v_{n_{p,k}} \\rangle)\\big) \\Big]
     """
-
-    needs_catalogue = False
 
     def forward(self, inputs: ScoringInputs) -> LossOutput:
         if inputs.negative_vectors is None or not inputs.negative_vectors.numel():

@@ -18,7 +18,7 @@ gives a zero loss and zero gradient instead of NaN.
 Building blocks:
 
 - :func:`multi_positive_info_nce`: per-anchor loss and validity from logits and masks.
-- :func:`masked_mean`: mean over valid anchors, without a host sync.
+- :func:`mean_over_valid`: mean over valid anchors, without a host sync.
 - :func:`duplicate_mask`: ``[A, C]`` pairs that share an id (false negatives), diagonal cleared.
 - :class:`InfoNCELoss`: queries against keys with one positive per query (the diagonal by
   default), e.g. UniSRec's sequence–item task.
@@ -81,7 +81,7 @@ def multi_positive_info_nce(
     return loss, valid
 
 
-def masked_mean(values: Tensor, valid: Tensor) -> Tensor:
+def mean_over_valid(values: Tensor, valid: Tensor) -> Tensor:
     """Mean of ``values`` over ``valid`` entries; ``0`` (still in the graph) when none is valid."""
     weights = valid.to(values.dtype)
     return (values * weights).sum() / weights.sum().clamp(min=1.0)
@@ -164,7 +164,7 @@ class InfoNCELoss(nn.Module):
         if query_mask is not None:
             positives = positives & query_mask.bool()[:, None]
         loss, valid = multi_positive_info_nce(logits, positives, candidates)
-        out = masked_mean(loss, valid)
+        out = mean_over_valid(loss, valid)
         return LossOutput(out, {self.log_name: out.detach()})
 
 
@@ -216,7 +216,7 @@ class TwoViewInfoNCELoss(nn.Module):
             positives = torch.cat([positives, torch.zeros_like(positives)], dim=1)
             candidates = torch.cat([candidates, ~exclude & ~eye & pair], dim=1)
         loss, valid = multi_positive_info_nce(logits, positives, candidates)
-        return masked_mean(loss, valid)
+        return mean_over_valid(loss, valid)
 
     def forward(
         self, view_a: Tensor, view_b: Tensor, exclude: Tensor | None = None, mask: Tensor | None = None

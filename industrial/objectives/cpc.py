@@ -1,5 +1,5 @@
 """TransRec stage 2: the CPC-style binary cross-entropy of one user vector against its next items
-(seed 002, §3.3 "Stage 2: End-to-End Training", Eq. 9; released code ``model.py``).
+(TransRec, §3.3 "Stage 2: End-to-End Training", Eq. 9; released code ``model.py``).
 
 TransRec splits a sequence into a history ``C^u`` and the ``l`` items that follow it ``C^e``. The
 user encoder reads the history once, ``U^u = E_u(E_i(C^u))``; every following item is a positive

@@ -1,4 +1,4 @@
-"""NICL: next-item enhanced cross-modal contrastive learning (PMMRec, seed 001, method section;
+"""NICL: next-item enhanced cross-modal contrastive learning (PMMRec, method section;
 not in the released code, which ships only the fine-tuning loss).
 
 It aligns the text and vision encoders' item representations and, through next-item positives,
@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from industrial.objectives.base import LossOutput, similarity
-from industrial.objectives.contrastive import masked_mean, multi_positive_info_nce
+from industrial.objectives.contrastive import mean_over_valid, multi_positive_info_nce
 
 
 @dataclass
@@ -154,5 +154,5 @@ class NICLLoss(nn.Module):
         keep = present[:, None] & present[None, :]
         positives = positives & keep
         loss, valid = multi_positive_info_nce(logits, positives, negatives & keep)
-        out = masked_mean(loss, valid)
+        out = mean_over_valid(loss, valid)
         return LossOutput(out, {"nicl_loss": out.detach(), "nicl_anchors": valid.sum().detach()})

@@ -1,4 +1,4 @@
-"""NID: noised item detection (PMMRec, seed 001, method section; not in the
+"""NID: noised item detection (PMMRec, method section; not in the
 released code).
 
 A user sequence is corrupted by shuffling some of its items and replacing others with random

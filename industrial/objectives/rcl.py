@@ -1,4 +1,4 @@
-"""RCL: robustness-aware contrastive learning (PMMRec, seed 001, method section; not in the
+"""RCL: robustness-aware contrastive learning (PMMRec, method section; not in the
 released code).
 
 The representation of a sequence and of its corrupted copy (items shuffled / replaced, the

@@ -1,6 +1,6 @@
 """Sequence–item and sequence–sequence contrastive pre-training (UniM2Rec, after UniSRec).
 
-UniM2Rec (seed 000, "contrastive learning modules") pre-trains on a batch that mixes the behaviour
+UniM2Rec ("contrastive learning modules") pre-trains on a batch that mixes the behaviour
 flows of every source domain with two tasks, the ones UniSRec introduced; its item side differs
 (text + image + cross-modal features through whitening and MoE), its objectives do not. The
 formulas follow UniSRec's released code (``RUCAIBox/UniSRec``, ``unisrec.py``:
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from industrial.objectives.base import LossOutput
@@ -89,25 +90,33 @@ class SequenceSequenceContrastiveLoss(nn.Module):
 
 @dataclass
 class SequencePretrainConfig:
-    """UniSRec / UniM2Rec pre-training: ``τ = 0.07`` for both tasks, ``λ = 10^{-3}``."""
+    """UniSRec / UniM2Rec pre-training (``loss.unim2rec``): ``τ = 0.07`` for both tasks, ``λ = 10^{-3}``."""
 
-    temperature: float = 0.07
-    seq_seq_weight: float = 1e-3
-    same_target_masking: bool = True
+    temperature: float = 0.07  # τ of both tasks
+    seq_seq_weight: float = 1e-3  # λ; the sequence–sequence task needs data.augment set
+    same_target_masking: bool = True  # a sequence with the same next item is not a negative
+
+    def validate(self) -> None:
+        if self.temperature <= 0 or self.seq_seq_weight < 0:
+            raise ValueError(f"temperature must be > 0 and seq_seq_weight >= 0, got {self.temperature}, {self.seq_seq_weight}")
 
 
 class SequencePretrainLoss(nn.Module):
     """UniM2Rec / UniSRec pre-training objective: ``L = L_{SI} + λ L_{SS}``.
 
-    Inputs: ``sequences [B, D]``, ``targets [B, D]``, ``target_ids [B]``, ``augmented [B, D]`` or
-    ``None`` (then ``L = L_{SI}``), ``augmented_mask [B]`` bool. Logs both terms and the total.
+    Inputs: ``sequences [P, D]`` (the states predicting the targets), ``targets [P, D]``,
+    ``target_ids [P]``; ``augmented [B, D]`` (the augmented copies' last states) or ``None`` (then
+    ``L = L_{SI}``); ``augmented_mask [B]`` bool (the copies that exist: an emptied copy is neither
+    anchor nor negative); ``lengths [B]`` (optional): the first three inputs hold every position
+    of ``B`` jagged sequences (``P = Σ lengths``), and ``L_{SS}`` reads each sequence's last
+    position (its state and next item). Without ``lengths``, ``P = B``: one state per sequence.
+    Logs ``seq_item_loss``, ``seq_seq_loss`` (when computed) and the total ``pretrain_loss``.
     """
 
     def __init__(self, config: SequencePretrainConfig | None = None) -> None:
         super().__init__()
         self.config = config or SequencePretrainConfig()
-        if self.config.seq_seq_weight < 0:
-            raise ValueError(f"seq_seq_weight must be non-negative, got {self.config.seq_seq_weight}")
+        self.config.validate()
         self.seq_item = SequenceItemContrastiveLoss(ContrastiveConfig(self.config.temperature, True))
         self.seq_seq = SequenceSequenceContrastiveLoss(sequence_sequence_config(self.config.temperature))
 
@@ -118,13 +127,19 @@ class SequencePretrainLoss(nn.Module):
         target_ids: Tensor,
         augmented: Tensor | None = None,
         augmented_mask: Tensor | None = None,
+        lengths: Tensor | None = None,
     ) -> LossOutput:
         ids = target_ids if self.config.same_target_masking else None
         out = self.seq_item(sequences, targets, ids)
         logs = dict(out.logs)
         loss = out.loss
         if augmented is not None and self.config.seq_seq_weight > 0:
-            ss = self.seq_seq(sequences, augmented, ids, augmented_mask)
+            originals, last_ids = sequences, ids
+            if lengths is not None:
+                last = torch.cumsum(lengths.long(), 0) - 1
+                originals = sequences[last]
+                last_ids = None if ids is None else ids[last]
+            ss = self.seq_seq(originals, augmented, last_ids, augmented_mask)
             loss = loss + self.config.seq_seq_weight * ss.loss
             logs.update(ss.logs)
         logs["pretrain_loss"] = loss.detach()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from industrial.objectives.base import LossOutput, ScoringInputs, similarity
+from industrial.objectives.base import LossOutput, ScoringInputs, ScoringObjective, similarity
 
 
-class FullSoftmaxLoss(nn.Module):
+class FullSoftmaxLoss(ScoringObjective):
     """Cross-entropy over every item of the catalogue (SASRec / RecBole ``CE``; UniSRec fine-tune).
 
     .. math::  L = -\\frac{1}{P} \\sum_p \\log \\frac{\\exp s(u_p, v_{y_p})}{\\sum_{j=1}^{N} \\exp s(u_p, v_j)}
@@ -32,7 +31,7 @@ class FullSoftmaxLoss(nn.Module):
         return LossOutput(loss, {"softmax_loss": loss.detach()})
 
 
-class SampledSoftmaxLoss(nn.Module):
+class SampledSoftmaxLoss(ScoringObjective):
     """Softmax over in-batch targets plus sampled negatives, with popularity (logQ) correction.
 
     Candidates of point ``p`` are the targets of every point in the batch and its own ``K`` sampled
@@ -46,8 +45,6 @@ class SampledSoftmaxLoss(nn.Module):
     in-batch targets) and ``c = 1`` when ``logq_correction`` (MoRec / PMMRec in-batch debiased CE)
     else ``0``. Sampled negatives are drawn by the loader; their own ``q`` is not corrected.
     """
-
-    needs_catalogue = False
 
     def __init__(self, temperature: float = 1.0, normalize: bool = False, logq_correction: bool = True) -> None:
         super().__init__()

@@ -17,15 +17,17 @@ from industrial.data.info import DatasetInfo, load_info
 from industrial.distributed.env import DistEnv
 from industrial.distributed.sharding import fill_table, init_table_normal, shard_model
 from industrial.modules.item_tables import ITEM_FEATURE_TABLE, ITEM_ID_TABLE, CachedFeatureTable, ItemIdTable
-from industrial.modules.recommender import CachedFeatureItemEncoder, IdItemEncoder, ItemEncoder, NextItemTask, Recommender
+from industrial.modules.item_encoder import CachedFeatureItemEncoder, IdItemEncoder, ItemEncoderInterface
+from industrial.modules.recommender import Recommender
 from industrial.modules.user_encoder import UserEncoder
-from industrial.objectives import FullSoftmaxLoss, SampledBCELoss, SampledSoftmaxLoss
+from industrial.objectives import FullSoftmaxLoss, SampledBCELoss, SampledSoftmaxLoss, ScoringObjective
 from industrial.recipes.experiment import ExperimentConfig, LossConfig
+from industrial.recipes.next_item import NextItemTask
 
 log = logging.getLogger("industrial.recipes")
 
 
-def build_loss(cfg: LossConfig) -> nn.Module:
+def build_loss(cfg: LossConfig) -> ScoringObjective:
     if cfg.kind == "full_softmax":
         return FullSoftmaxLoss(cfg.temperature, cfg.normalize)
     if cfg.kind == "sampled_softmax":
@@ -36,7 +38,7 @@ def build_loss(cfg: LossConfig) -> nn.Module:
 def load_feature_table(cfg: ExperimentConfig, info: DatasetInfo) -> torch.Tensor:
     """The feature table's rows: the chosen parts of the features folder, each standardised over
     the items that have it (an item without an image keeps a zero image part), concatenated."""
-    from industrial.modules.extract import load_features
+    from industrial.data.features import load_features
 
     item = cfg.model.item
     tables = []
@@ -59,7 +61,7 @@ def standardize(features: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
+def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoderInterface:
     dim = cfg.model.user.dim
     kind = cfg.model.item.kind
     if kind == "id":
@@ -67,53 +69,49 @@ def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
     if kind == "text":
         return build_text_items(cfg, info)
     if kind == "multimodal":
+        from industrial.data.images import ItemImages
+        from industrial.data.items import read_item_texts
         from industrial.modules.multimodal import build_multimodal_items
 
-        return build_multimodal_items(cfg.model.item.multimodal, dim, info.path, info.num_items)
-    from industrial.modules.projector import MoEAdaptor, ProjectorConfig
+        multimodal = cfg.model.item.multimodal
+        texts = read_item_texts(info.path, info.num_items)
+        images = ItemImages.from_dataset(info.path, on_error=multimodal.on_image_error)
+        if len(images) != info.num_items:
+            raise ValueError(f"{info.path}: {len(images)} item rows for {info.num_items} items")
+        return build_multimodal_items(multimodal, dim, texts, images)
+    from dataclasses import replace
+
+    from industrial.modules.projector import MoEAdaptor
 
     feature_dim = feature_table_dim(cfg)
-    proj = cfg.model.item.projector
-    projector = MoEAdaptor(
-        ProjectorConfig(
-            in_dim=feature_dim,
-            out_dim=dim,
-            n_exps=proj.experts,
-            dropout=proj.dropout,
-            noisy_gating=proj.noise,
-            dropout_mask=proj.dropout_mask,
-        )
-    )
+    projector = MoEAdaptor(replace(cfg.model.item.projector, in_dim=feature_dim, out_dim=dim))
     id_table = ItemIdTable(info.num_items, dim) if kind == "cached+id" else None
     return CachedFeatureItemEncoder(CachedFeatureTable(info.num_items, feature_dim), projector, dim, id_table)
 
 
-def build_text_items(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoder:
+def build_text_items(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoderInterface:
     """An end-to-end text item encoder over the catalogue's texts, tokenized once."""
     from dataclasses import replace
 
-    from industrial.data.schema import ITEMS_FILE, read_table
+    from industrial.data.items import read_item_texts
     from industrial.modules.text import TextEncoder, tokenize_texts
     from industrial.modules.text_items import TextItemEncoder
 
     encoder = TextEncoder(replace(cfg.model.item.text, out_dim=cfg.model.user.dim))
-    items = read_table(info.path, ITEMS_FILE, columns=["item_id", "text"])
-    texts: list[str | None] = [None] * info.num_items
-    for item_id, text in zip(items.column("item_id").to_pylist(), items.column("text").to_pylist()):
-        texts[item_id] = text
+    texts = read_item_texts(info.path, info.num_items)
     tokens = tokenize_texts(texts, encoder.tokenizer, cfg.model.item.text.max_length)
     return TextItemEncoder(encoder, tokens, cfg.model.user.dim)
 
 
 def feature_table_dim(cfg: ExperimentConfig) -> int:
-    from industrial.modules.extract import read_features_info
+    from industrial.data.features import read_features_info
 
     return sum(int(read_features_info(cfg.model.item.features, part)["dim"]) for part in _feature_parts(cfg))
 
 
 def _feature_parts(cfg: ExperimentConfig) -> list[str | None]:
     """``model.item.feature_parts``, else every part of the features folder (None: a one-part folder)."""
-    from industrial.modules.extract import read_features_info
+    from industrial.data.features import read_features_info
 
     item = cfg.model.item
     if item.feature_parts:

@@ -11,11 +11,12 @@ from typing import Literal
 from industrial.data.augment import AugmentConfig
 from industrial.distributed.sharding import OptimConfig, ShardingConfig
 from industrial.modules.multimodal import MultiModalConfig
+from industrial.modules.projector import ProjectorConfig
 from industrial.modules.text import TextEncoderConfig
 from industrial.modules.user_encoder import UserEncoderConfig
+from industrial.objectives.sequence_contrastive import SequencePretrainConfig
 from industrial.recipes.pmmrec import PMMRecSettings
 from industrial.recipes.transrec import CPCSettings
-from industrial.recipes.unim2rec import UniM2RecSettings
 
 
 @dataclass
@@ -42,14 +43,6 @@ class DataConfig:
 
 
 @dataclass
-class ProjectorSettings:
-    experts: int = 8  # whitening experts mixed by the gate (UniSRec n_exps)
-    dropout: float = 0.2  # dropout on the input features (UniSRec adaptor_dropout_prob)
-    noise: bool = True  # noisy gate during training
-    dropout_mask: Literal["shared", "per_expert"] = "shared"  # one input dropout mask for all experts, or one each (UniSRec)
-
-
-@dataclass
 class ItemConfig:
     # id: a trainable id table (IDRec); cached: frozen content features + projector;
     # cached+id: both, summed (transductive); text: a text encoder trained end to end;
@@ -61,7 +54,9 @@ class ItemConfig:
     # variance) before it enters the table: sentence encoders emit unit-norm vectors, ~20x smaller
     # than the BERT CLS features the whitening layer's N(0, 0.02) init was made for
     standardize: bool = True
-    projector: ProjectorSettings = field(default_factory=ProjectorSettings)
+    # kind cached*: whitening + MoE over the features (experts, dropout, noise, dropout_mask;
+    # in_dim / out_dim are set by the build); see industrial/modules/projector.py
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     # kind text: the encoder (out_dim is set to model.user.dim); see industrial/modules/text.py
     text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(trainable_top_layers=1, max_length=64))
     # kind multimodal: encoders, fusion / mixture, image size; see industrial/modules/multimodal.py
@@ -93,7 +88,7 @@ class LossConfig:
     logq_correction: bool = True  # sampled_softmax (and pmmrec's next_item): subtract log popularity of in-batch candidates
     cpc: CPCSettings = field(default_factory=CPCSettings)  # kind cpc; see industrial/recipes/transrec.py
     pmmrec: PMMRecSettings = field(default_factory=PMMRecSettings)  # kind pmmrec; see industrial/recipes/pmmrec.py
-    unim2rec: UniM2RecSettings = field(default_factory=UniM2RecSettings)  # kind unim2rec; see industrial/recipes/unim2rec.py
+    unim2rec: SequencePretrainConfig = field(default_factory=SequencePretrainConfig)  # kind unim2rec; see industrial/recipes/unim2rec.py
 
     def validate(self) -> None:
         if not self.temperature > 0:

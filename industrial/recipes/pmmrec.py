@@ -1,4 +1,7 @@
-"""PMMRec pre-training (seed 001): NICL + NID + RCL (+ next-item prediction), one encoder pass.
+"""PMMRec pre-training: NICL + NID + RCL (+ next-item prediction), one encoder pass.
+
+Paper: *Multi-Modality is All You Need for Transferable Recommender Systems* (PMMRec,
+arXiv:2312.09602).
 
 ``loss.kind: pmmrec``. Per training batch (``B`` sequences, history ``h`` and next items ``y`` at
 every position, ``P`` positions):
@@ -26,7 +29,7 @@ parameters that are used. The NID classifier belongs to the task, not to the mod
 transfers. Corruption draws from torch's default generator, whose state every checkpoint saves.
 
 Fine-tuning (PMMRec's transfer stage) is ``loss.kind: sampled_softmax`` with ``logq_correction``
-on the same model (:class:`~industrial.modules.recommender.NextItemTask`).
+on the same model (:class:`~industrial.recipes.next_item.NextItemTask`).
 """
 
 from __future__ import annotations
@@ -46,12 +49,14 @@ from industrial.objectives import (
     NIDConfig,
     NoisedItemDetectionLoss,
     RobustnessContrastiveLoss,
+    ScoringObjective,
     corrupt_sequences,
     history_with_last_target,
     next_item_layout,
     rcl_config,
 )
-from industrial.recipes.common import encode_items, next_item_inputs, split_groups, training_lengths, user_states
+from industrial.recipes.common import encode_item_ids, split_groups, training_lengths, user_states
+from industrial.recipes.next_item import next_item_inputs
 
 COMPONENTS = ("next_item", "nicl", "nid", "rcl")
 
@@ -98,7 +103,7 @@ class PMMRecPretrainTask(nn.Module):
         self,
         model: Recommender,
         settings: PMMRecSettings,
-        next_item_loss: nn.Module | None = None,
+        next_item_loss: ScoringObjective | None = None,
         item_log_q: Tensor | None = None,
     ) -> None:
         super().__init__()
@@ -130,7 +135,7 @@ class PMMRecPretrainTask(nn.Module):
         if corrupt:
             corrupted, labels = corrupt_sequences(history, lengths, model.num_items, torch.default_generator, self.corruption)
             groups.append(corrupted)
-        encoded = encode_items(model.item_encoder, torch.cat(groups), modalities=self.nicl is not None)
+        encoded = encode_item_ids(model.item_encoder, torch.cat(groups), modalities=self.nicl is not None)
         vectors = encoded.vectors if self.nicl is not None else encoded
         parts = split_groups(vectors, groups)
         states = user_states(model, parts[0], history, lengths)

@@ -1,4 +1,7 @@
-"""TransRec stage 2 (seed 002, §3.3 Eq. 9): one user vector against the next ``l`` items (CPC/BCE).
+"""TransRec stage 2 (§3.3, Eq. 9): one user vector against the next ``l`` items (CPC/BCE).
+
+Paper: *TransRec: Learning Transferable Recommendation from Mixture-of-Modality Feedback*
+(Wang, Yuan, Cheng et al.).
 
 ``loss.kind: cpc``. TransRec splits a sequence ``C`` into a history ``C^u`` and the ``l`` items
 that follow it, ``C^e``; the user encoder reads ``C^u`` once (BERT-style, bidirectional: the user
@@ -36,7 +39,7 @@ from industrial.data.batch import SequenceBatch
 from industrial.modules.recommender import Recommender
 from industrial.modules.user_encoder import jagged_index, jagged_to_padded
 from industrial.objectives import CPCConfig, CPCLoss
-from industrial.recipes.common import encode_items, split_groups, training_lengths, user_states
+from industrial.recipes.common import encode_item_ids, split_groups, training_lengths, user_states
 
 
 @dataclass
@@ -87,7 +90,7 @@ class CPCTask(nn.Module):
             raise ValueError("loss.kind=cpc needs sampled negatives: set data.num_negatives >= 1")
         in_history, is_positive, history_lengths, positive_lengths = split_positives(lengths, l)
         groups = [history[in_history], target[is_positive], negative.view(-1, k)[is_positive].flatten()]
-        context, pos, neg = split_groups(encode_items(model.item_encoder, torch.cat(groups)), groups)
+        context, pos, neg = split_groups(encode_item_ids(model.item_encoder, torch.cat(groups)), groups)
         users = model.user_encoder.last(user_states(model, context, groups[0], history_lengths), history_lengths)
         width = torch.arange(l * k, device=users.device)
         positives = jagged_to_padded(pos, positive_lengths, l)

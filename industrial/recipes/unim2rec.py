@@ -1,5 +1,7 @@
-"""UniM2Rec pre-training (seed 000, after UniSRec): sequence–item and sequence–sequence contrastive
+"""UniM2Rec pre-training (after UniSRec): sequence–item and sequence–sequence contrastive
 tasks over a batch that mixes the behaviour flows of every source domain.
+
+Paper: *Universal Multi-modal Multi-domain Pre-trained Recommendation* (UniM2Rec, arXiv:2311.01831).
 
 ``loss.kind: unim2rec``. The item side is any item encoder (UniM2Rec: frozen text / image /
 cross-modal features from the cached-feature table through whitening + MoE, ``model.item.kind:
@@ -7,7 +9,7 @@ cached``); the user encoder reads each history (causal: the state at position ``
 items ``1..t`` only). With ``s_p`` the state predicting target ``y_p`` (every position of every
 sequence of the batch: UniSRec's prefix → next-item pairs), ``ŝ_b`` the last state of sequence
 ``b``'s augmented copy (the loader's ``augmented`` role, ``data.augment``: UniSRec drops 20% of the
-items) and ``s_b`` that of the original (the losses of :mod:`industrial.objectives.sequence_contrastive`)::
+items) and ``s_b`` that of the original (:class:`~industrial.objectives.sequence_contrastive.SequencePretrainLoss`)::
 
     L = L_SI + λ L_SS
     L_SI = −mean_p log( exp(cos(s_p, v_{y_p})/τ) / Σ_{q: q=p ∨ y_q≠y_p} exp(cos(s_p, v_{y_q})/τ) )
@@ -21,64 +23,43 @@ target is ``industrial finetune --transfer projector user_encoder`` with the nex
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from industrial.data.batch import SequenceBatch
 from industrial.modules.recommender import Recommender
-from industrial.objectives.contrastive import ContrastiveConfig
-from industrial.objectives.sequence_contrastive import (
-    SequenceItemContrastiveLoss,
-    SequenceSequenceContrastiveLoss,
-    sequence_sequence_config,
-)
+from industrial.objectives.sequence_contrastive import SequencePretrainConfig, SequencePretrainLoss
 from industrial.recipes.common import training_lengths, user_states
 
 
-@dataclass
-class UniM2RecSettings:
-    """``loss.unim2rec``: the pre-training objective's constants (UniSRec's defaults)."""
-
-    temperature: float = 0.07  # τ of both tasks
-    seq_seq_weight: float = 1e-3  # λ; the sequence–sequence task needs data.augment set
-    same_target_masking: bool = True  # a sequence with the same next item is not a negative
-
-    def validate(self) -> None:
-        if self.temperature <= 0 or self.seq_seq_weight < 0:
-            raise ValueError(f"temperature must be > 0 and seq_seq_weight >= 0, got {self.temperature}, {self.seq_seq_weight}")
-
-
 class UniM2RecPretrainTask(nn.Module):
-    """``task(batch) -> (loss, logs)`` of UniM2Rec pre-training (formula in the module docstring)."""
+    """``task(batch) -> (loss, logs)`` of UniM2Rec pre-training (formula in the module docstring).
 
-    def __init__(self, model: Recommender, settings: UniM2RecSettings) -> None:
+    The model gives the states and the augmented copies' last states;
+    :class:`~industrial.objectives.sequence_contrastive.SequencePretrainLoss` (``settings`` is its
+    config, the ``loss.unim2rec`` section) computes ``L_SI + λ L_SS`` from them. The augmented
+    copies are encoded only when ``λ > 0`` and the batch has one (``data.augment`` set); a copy
+    emptied by the augmentation reads one zero vector and is masked out of ``L_SS``.
+    """
+
+    def __init__(self, model: Recommender, settings: SequencePretrainConfig) -> None:
         super().__init__()
-        settings.validate()
         self.model = model
         self.settings = settings
-        self.seq_item = SequenceItemContrastiveLoss(ContrastiveConfig(settings.temperature, True))
-        self.seq_seq = SequenceSequenceContrastiveLoss(sequence_sequence_config(settings.temperature))
+        self.loss = SequencePretrainLoss(settings)
 
     def forward(self, batch: SequenceBatch) -> tuple[Tensor, dict[str, Tensor]]:
         lengths = training_lengths(batch)
         vectors, states = self.model.encode(batch)
-        target_ids = batch.values("target")
-        masking_ids = target_ids if self.settings.same_target_masking else None
-        out = self.seq_item(states, vectors["target"], masking_ids)
-        loss, logs = out.loss, dict(out.logs)
+        augmented = augmented_mask = None
         augmented_lengths = batch.lengths("augmented").long()
         if self.settings.seq_seq_weight > 0 and bool((augmented_lengths > 0).any()):
-            kept = augmented_lengths.clamp(min=1)  # an emptied copy reads one zero vector; masked out below
+            kept = augmented_lengths.clamp(min=1)  # an emptied copy reads one zero vector; masked out
             augmented_vectors, augmented_ids = _pad_empty(vectors["augmented"], batch.values("augmented"), augmented_lengths)
             augmented = self.model.user_encoder.last(user_states(self.model, augmented_vectors, augmented_ids, kept), kept)
-            last_ids = target_ids[torch.cumsum(lengths, 0) - 1] if self.settings.same_target_masking else None
-            ss = self.seq_seq(self.model.user_encoder.last(states, lengths), augmented, last_ids, augmented_lengths > 0)
-            loss = loss + self.settings.seq_seq_weight * ss.loss
-            logs.update(ss.logs)
-        logs["pretrain_loss"] = loss.detach()
-        return loss, logs
+            augmented_mask = augmented_lengths > 0
+        out = self.loss(states, vectors["target"], batch.values("target"), augmented, augmented_mask, lengths)
+        return out.loss, out.logs
 
 
 def _pad_empty(vectors: Tensor, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

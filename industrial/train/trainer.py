@@ -1,11 +1,13 @@
 """One trainer for every recipe: it knows the task's loss and nothing else about the model.
 
-The loop, per step: batch -> device -> (bf16 autocast) -> ``dmp(batch).loss`` -> backward (the
-sparse optimizer runs fused inside it) -> clip dense gradients -> dense step. Around it: periodic
-validation with early stopping on ``train.metric`` and a ``best`` checkpoint, atomic checkpoints
-holding sharded model + optimizer state, each rank's loader position and RNG, so that a resumed run
-continues with exactly the batch that would have come next; a progress bar, a plain-text log and
-TensorBoard scalars on rank 0.
+The loop, per step (:meth:`Trainer.step`): batch -> device -> (bf16 autocast) -> ``loss, logs =
+dmp(batch)`` -> backward (the sparse optimizer runs fused inside it) -> clip dense gradients ->
+dense step. Around it: periodic validation with early stopping on ``train.metric`` and a ``best``
+checkpoint, atomic checkpoints holding sharded model + optimizer state, each rank's loader
+position and RNG, so that a resumed run continues with exactly the batch that would have come
+next; a progress bar, a plain-text log and TensorBoard scalars on rank 0: every
+``train.log_every`` steps the loss and every term the task logs (``train/<term>``, e.g.
+``train/nicl_loss``), averaged over those steps (:class:`LossTerms`).
 
 Why not ``TrainPipelineSparseDist``: it overlaps the next batch's input all-to-all with the
 current step by fx-tracing the model's sparse inputs, which requires every sharded lookup to read
@@ -135,6 +137,7 @@ class Trainer:
         self._ended: Any | None = None
         self.writer = SummaryWriter(str(self.out / "tensorboard")) if env.is_main else None
         self.batch_log = BatchLog(self.out, env.rank) if cfg.train.batch_log else None
+        self.loss_terms = LossTerms()  # the current logging window's loss terms
         # clipped parameters: every trainable one whose optimizer is not fused into the backward
         self.dense_params = [p for _, p in in_backward_optimizer_filter(dmp.named_parameters(), include=False) if p.requires_grad]
 
@@ -226,16 +229,22 @@ class Trainer:
             self.restore(path, verified=True)
 
     # ------------------------------------------------------------------ loop
-    def _step(self, batch: SequenceBatch) -> torch.Tensor:
+    def step(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One optimisation step on ``batch``: ``(loss, logs)``, detached and left on the device.
+
+        ``batch`` -> device -> (bf16 autocast) -> ``loss, logs = dmp(batch)`` -> backward (the
+        sparse optimizer runs fused inside it) -> clip dense gradients -> dense step. ``logs`` are
+        the task's terms (e.g. ``nicl_loss``, ``seq_seq_loss``); nothing here syncs with the host.
+        """
         batch = batch.to(self.env.device, non_blocking=True)
         with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.amp == "bf16"):
-            loss, _logs = self.dmp(batch)
+            loss, logs = self.dmp(batch)
         loss.backward()
         if self.cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.dense_params, self.cfg.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+        return loss.detach(), {name: value.detach() for name, value in logs.items()}
 
     def _validate(self) -> bool:
         """Validate, update best / patience, checkpoint; return True to stop early.
@@ -308,7 +317,8 @@ class Trainer:
         window_start, window_samples, window_events = time.perf_counter(), 0, 0
         try:
             for batch in self.loader:
-                loss = self._step(batch)
+                loss, logs = self.step(batch)
+                self.loss_terms.add(loss, logs)
                 self.state.step += 1
                 if self.batch_log is not None:
                     self.batch_log.step(self.state.step, self.state.epoch, batch)
@@ -318,15 +328,16 @@ class Trainer:
                 if self.state.step % tc.log_every == 0:
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
                     world = self.env.world_size
+                    means = self.loss_terms.means()  # "loss" first, then every term of the task
                     values = {
-                        "train/loss": float(loss),
+                        **{f"train/{name}": value for name, value in means.items()},
                         "train/samples_per_s": window_samples * world / elapsed,
                         "train/interactions_per_s": window_events * world / elapsed,
                         "train/lr": self.cfg.optim.lr,
                     }
                     self._scalars(values)
-                    progress.set_postfix(loss=f"{float(loss):.4f}")
-                    log.info("step %d loss %.4f samples/s %.0f", self.state.step, float(loss), values["train/samples_per_s"])
+                    progress.set_postfix(loss=f"{means['loss']:.4f}")
+                    log.info("step %d %s samples/s %.0f", self.state.step, _fmt(means), values["train/samples_per_s"])
                     window_start, window_samples, window_events = time.perf_counter(), 0, 0
                 if tc.eval_every and self.state.step % tc.eval_every == 0:
                     if self._validate():
@@ -368,6 +379,34 @@ class Trainer:
         if self.env.is_main:
             (self.out / "result.json").write_text(json.dumps(result, indent=2))
         return result
+
+
+class LossTerms:
+    """The loss and every logged term of the steps of one logging window, averaged.
+
+    ``add(loss, logs)`` after each step keeps running sums on the device (no host sync per step);
+    ``means()`` returns ``{"loss": ..., term: ...}`` averaged over the steps that logged each term
+    (a term a step did not compute, e.g. the sequence-sequence loss of a batch without augmented
+    copies, is averaged over the others), and starts a new window. The values are this rank's.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, loss: torch.Tensor, logs: dict[str, torch.Tensor]) -> None:
+        # the returned loss is the total that trained; a task's own "loss" log is the same value
+        for name, value in {"loss": loss, **{k: v for k, v in logs.items() if k != "loss"}}.items():
+            value = value.detach().float().mean()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        names = list(self.sums)
+        totals = torch.stack([self.sums[n] for n in names]).tolist() if names else []
+        out = {name: total / self.counts[name] for name, total in zip(names, totals)}
+        self.sums, self.counts = {}, {}
+        return out
 
 
 class _NoProgress:

@@ -12,6 +12,8 @@ For every item with an image path (relative to the dataset's ``image_root``):
 4. with ``embed=True``, the file's bytes go to ``image_bytes``.
 
 Items with embedded bytes and no path are checked from the bytes. Image files are never written.
+This is the prepare step (torch-free); reading the images of a prepared dataset, decoding them and
+turning them into pixels is :mod:`industrial.data.images`.
 """
 
 from __future__ import annotations

@@ -1,24 +1,13 @@
-"""``industrial extract``: frozen item content vectors for every item of a prepared dataset.
+"""The job of ``industrial extract``: frozen item content vectors for every item of a prepared dataset.
 
-Usage::
-
-    industrial extract --dataset data/prepared/scientific --out out/features/scientific-minilm
-    industrial extract --dataset data/prepared/hm --out out/features/hm --modality both \\
-        --encoder minilm --image-encoder /models/clip-vit-base-patch32 --workers 2
-    industrial extract ... --encoder-config tiny_bert.json      # random init (pipeline tests only)
+The command line is :mod:`industrial.commands.extract`; the features folder it writes (layout,
+writing, reading, content digests) is :mod:`industrial.data.features`; the encoders are
+:mod:`industrial.modules.text` and :mod:`industrial.modules.vision`.
 
 Python::
 
     out = extract_features(ExtractConfig(dataset="data/prepared/scientific", out="out/features/sci"))
-    features, present, info = load_features(out)     # [N, D] float32, [N] bool, dict
-
-Output layout (``item_id`` ``0 .. n-1`` is the row)::
-
-    OUT/features.json          modality, n_items, parts {text: {dim, offset, ...}, image: {...}}
-    OUT/<part>/features.npy    float32 [N, D]; items without content (or an unreadable image) are 0
-    OUT/<part>/present.npy     bool [N]: the item had this modality and was encoded
-    OUT/<part>/info.json       encoder, weights digest, dim, pooling, counts, speed, settings
-    OUT/<part>/chunks/         while running: finished chunks (NNNNN.npz), removed at the end
+    features, present, info = load_features(out)     # industrial.data.features: [N, D] float32, [N] bool, dict
 
 Resumable: the items of a part are cut into chunks of ``chunk_size`` in a fixed order (texts sorted
 by token length, longest first, so batches pad little); each finished chunk is written to a
@@ -38,10 +27,8 @@ as sentence-transformers computes it, truncated to ``max_length`` tokens (defaul
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -54,27 +41,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from industrial.data.schema import ITEMS_FILE, DatasetError, read_table, write_json
-from industrial.errors import UserError
-from industrial.modules.images import ImageError, ItemImages
+from industrial.data.features import (
+    CHUNKS_DIR,
+    FEATURES_FILE,
+    FORMAT,
+    INFO_FILE,
+    PRESENT_FILE,
+    REUSED_CHUNK,
+    TOKENS_FILE,
+    ExtractError,
+    assemble_part,
+    chunk_paths,
+    commit_part,
+    content_digest,
+    dataset_content_keys,
+    image_keys,
+    load_part,
+    read_features_info,
+    save_chunk,
+    start_part,
+    text_keys,
+    write_index,
+)
+from industrial.data.images import ImageError, ItemImages
+from industrial.data.items import read_items
+from industrial.data.schema import DatasetError
 from industrial.modules.pretrained import weights_digest
 from industrial.modules.text import TextEncoder, TextEncoderConfig, TokenizedTexts, tokenize_texts
 from industrial.modules.vision import VisionEncoder, VisionEncoderConfig
 
 log = logging.getLogger(__name__)
-
-FORMAT = "industrial.features/1"
-INDEX_FILE = "features.json"
-FEATURES_FILE = "features.npy"
-PRESENT_FILE = "present.npy"
-INFO_FILE = "info.json"
-PROGRESS_FILE = "progress.json"
-TOKENS_FILE = "tokens.pt"
-CHUNKS_DIR = "chunks"
-
-
-class ExtractError(UserError, RuntimeError):
-    """Extraction cannot go on (settings differ from a run to resume, bad options, unfinished output)."""
 
 
 @dataclass
@@ -157,7 +153,7 @@ class _Part:
 
     def content_digest(self) -> str:
         """One digest of every item's content (part of the output's fingerprint)."""
-        return _digest(self.content_keys())
+        return content_digest(self.content_keys())
 
     def encode(self, ids: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Yield ``(item_ids, vectors float32 [b, D], ok bool [b])`` batch by batch."""
@@ -201,7 +197,7 @@ class _TextPart(_Part):
         self._prepare_encoder(TextEncoder(cfg.text), device, cfg.normalize)
         self.config = cfg.text
         self.texts = texts
-        self.texts_sha1 = _digest(text_keys(texts))
+        self.texts_sha1 = content_digest(text_keys(texts))
         self.tokens = _cached_tokens(part_dir / TOKENS_FILE, texts, self.texts_sha1, self.encoder, cfg.text)
         lengths = self.tokens.lengths.numpy()
         self.present = lengths > 0
@@ -289,41 +285,21 @@ class _ImagePart(_Part):
             yield item_ids, vectors, ok
 
 
-def text_keys(texts: list[str | None]) -> list[str]:
-    return [t or "" for t in texts]
-
-
-def image_keys(reader: ItemImages) -> list[str]:
-    return [f"{p or ''}|{hashlib.sha1(b).hexdigest() if b is not None else ''}" for p, b in zip(reader.paths, reader.blobs)]
-
-
 def _reusable(part: _Part, reuse: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The items of ``part`` whose content equals that of ``reuse``'s dataset: ``(item_ids,
     vectors, ok)`` copied from ``reuse``; an error when its encoder or settings differ."""
-    features, present, info = _load_part(reuse / part.name if (reuse / part.name / INFO_FILE).exists() else reuse)
+    features, present, info = load_part(reuse / part.name if (reuse / part.name / INFO_FILE).exists() else reuse)
     if info["modality"] != part.name:
         raise ExtractError(f"--reuse {reuse}: holds {info['modality']!r} features, not {part.name!r}")
     ours = {"weights_sha1": part.weights_sha1, "n_items": len(part.present), **part.settings()}
     differ = [k for k, v in ours.items() if info.get(k) != v]
     if differ:
         raise ExtractError(f"--reuse {reuse}: made with other settings (differ: {', '.join(differ)}); its vectors do not fit")
-    dataset = Path(info["dataset"])
-    if part.name == "text":
-        theirs = text_keys(_read_items(dataset, ["text"]).column("text").to_pylist())
-    else:
-        theirs = image_keys(ItemImages.from_dataset(dataset, on_error="missing"))
+    theirs = dataset_content_keys(Path(info["dataset"]), part.name)
     mine = part.content_keys()
     same = np.array([a == b for a, b in zip(mine, theirs)], dtype=bool)
     ids = part.order[same[part.order]]
     return ids, features[ids], present[ids]
-
-
-def _digest(strings: Any) -> str:
-    h = hashlib.sha1()
-    for s in strings:
-        h.update(s.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-    return h.hexdigest()
 
 
 def _cached_tokens(path: Path, texts: list[str | None], texts_sha1: str, encoder: TextEncoder, cfg: TextEncoderConfig) -> TokenizedTexts:
@@ -349,48 +325,6 @@ def _cached_tokens(path: Path, texts: list[str | None], texts_sha1: str, encoder
 # The chunk loop
 
 
-def _save_chunk(path: Path, item_ids: np.ndarray, vectors: np.ndarray, ok: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, item_ids=item_ids, vectors=vectors, ok=ok)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
-def _clear_part(part_dir: Path) -> None:
-    for name in (FEATURES_FILE, PRESENT_FILE, INFO_FILE, PROGRESS_FILE, TOKENS_FILE):
-        (part_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(part_dir / CHUNKS_DIR, ignore_errors=True)
-
-
-def _check_or_start(part_dir: Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
-    """True when ``part_dir`` already holds finished features with this fingerprint."""
-    info_path, progress_path = part_dir / INFO_FILE, part_dir / PROGRESS_FILE
-    for path in (info_path, progress_path):
-        if not path.exists():
-            continue
-        previous = json.loads(path.read_text()).get("fingerprint", {})
-        if previous == fingerprint:
-            return path == info_path
-        if not overwrite:
-            raise ExtractError(
-                f"{part_dir} holds {'features' if path == info_path else 'an unfinished run'} made with other settings "
-                f"(differ: {', '.join(_differences(previous, fingerprint))}); pass --overwrite or choose another --out"
-            )
-        log.warning("%s: discarding output made with other settings (--overwrite)", part_dir)
-        _clear_part(part_dir)
-        break
-    part_dir.mkdir(parents=True, exist_ok=True)
-    if not progress_path.exists():
-        write_json({"fingerprint": fingerprint}, progress_path)
-    return False
-
-
 def _run_part(part: _Part, part_dir: Path, cfg: ExtractConfig) -> dict[str, Any] | None:
     """Encode every chunk of ``part`` not yet on disk, then assemble; None when stopped by max_chunks.
 
@@ -404,18 +338,15 @@ def _run_part(part: _Part, part_dir: Path, cfg: ExtractConfig) -> dict[str, Any]
     fingerprint = part.fingerprint(cfg)
     if reused is not None:
         fingerprint["reuse"] = {"from": str(Path(cfg.reuse).resolve()), "items": len(reused[0])}
-    if _check_or_start(part_dir, fingerprint, cfg.overwrite):
+    if start_part(part_dir, fingerprint, cfg.overwrite):
         log.info("%s: already complete, nothing to do", part_dir)
-        return json.loads((part_dir / INFO_FILE).read_text())
-    (part_dir.parent / INDEX_FILE).unlink(missing_ok=True)  # the output is unfinished until all parts are
-    chunk_dir = part_dir / CHUNKS_DIR
-    chunk_dir.mkdir(exist_ok=True)
+        return read_features_info(part_dir)
     chunks = [part.order[i : i + cfg.chunk_size] for i in range(0, len(part.order), cfg.chunk_size)]
-    paths = [chunk_dir / f"{k:05d}.npz" for k in range(len(chunks))]
+    paths = chunk_paths(part_dir, len(chunks))
     if reused is not None:
-        copied = chunk_dir / "reused.npz"
+        copied = part_dir / CHUNKS_DIR / REUSED_CHUNK
         if not copied.exists():
-            _save_chunk(copied, reused[0], reused[1].astype(np.float32, copy=False), reused[2])
+            save_chunk(copied, reused[0], reused[1].astype(np.float32, copy=False), reused[2])
         paths_all = [copied, *paths]
     else:
         paths_all = paths
@@ -444,7 +375,7 @@ def _run_part(part: _Part, part_dir: Path, cfg: ExtractConfig) -> dict[str, Any]
             pieces = list(_encode_with_progress(part, ids, cfg.batch_size, bar))
             seconds += time.perf_counter() - start
             encoded += len(ids)
-            _save_chunk(
+            save_chunk(
                 path,
                 np.concatenate([p[0] for p in pieces]),
                 np.concatenate([p[1] for p in pieces]).astype(np.float32, copy=False),
@@ -464,20 +395,7 @@ def _assemble(
     part: _Part, part_dir: Path, paths: list[Path], fingerprint: dict[str, Any], cfg: ExtractConfig, encoded: int, seconds: float
 ) -> dict[str, Any]:
     n = len(part.present)
-    tmp = part_dir / (FEATURES_FILE + ".tmp")
-    features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, part.dim))
-    features[:] = 0.0
-    present = np.zeros(n, dtype=bool)
-    for path in paths:
-        with np.load(path) as chunk:
-            features[chunk["item_ids"]] = chunk["vectors"]
-            present[chunk["item_ids"]] = chunk["ok"]
-    features.flush()
-    del features
-    os.replace(tmp, part_dir / FEATURES_FILE)
-    with open(part_dir / (PRESENT_FILE + ".tmp"), "wb") as f:
-        np.save(f, present)
-    os.replace(part_dir / (PRESENT_FILE + ".tmp"), part_dir / PRESENT_FILE)
+    present = assemble_part(part_dir, paths, n, part.dim)
     source = part.encoder.source
     info = {
         "format": FORMAT,
@@ -501,11 +419,7 @@ def _assemble(
         "files": {"features": FEATURES_FILE, "present": PRESENT_FILE},
         "fingerprint": fingerprint,
     }
-    write_json(info, part_dir / INFO_FILE)  # the commit point: a part is finished when info.json exists
-    shutil.rmtree(part_dir / CHUNKS_DIR, ignore_errors=True)
-    (part_dir / PROGRESS_FILE).unlink(missing_ok=True)
-    (part_dir / TOKENS_FILE).unlink(missing_ok=True)
-    return info
+    return commit_part(part_dir, info)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -518,22 +432,11 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _read_items(root: Path, columns: list[str]) -> Any:
-    table = read_table(root, ITEMS_FILE, columns=["item_id", *columns]).sort_by("item_id")
-    ids = table.column("item_id").to_numpy()
-    expected = np.arange(len(ids))
-    if not np.array_equal(ids, expected):
-        bad = int(np.flatnonzero(ids != expected)[0])
-        raise DatasetError(
-            f"{root / ITEMS_FILE}: item_id must run over 0..{len(ids) - 1}; after sorting, row {bad} has item_id {int(ids[bad])}"
-        )
-    return table
-
-
 def extract_features(config: ExtractConfig) -> Path:
     """Compute (or resume) the frozen features of ``config``; returns the output folder.
 
-    The output is complete when :func:`is_complete` says so; with ``max_chunks`` it may stop early.
+    The output is complete when :func:`industrial.data.features.is_complete` says so; with
+    ``max_chunks`` it may stop early.
     """
     config.validate()
     root, out = Path(config.dataset), Path(config.out)
@@ -543,10 +446,10 @@ def extract_features(config: ExtractConfig) -> Path:
     for modality in config.modalities():
         part_dir = out / modality
         if modality == "text":
-            texts = _read_items(root, ["text"]).column("text").to_pylist()
+            texts = read_items(root, ["text"]).column("text").to_pylist()
             part: _Part = _TextPart(config, texts, device, part_dir)
         else:
-            _read_items(root, [])
+            read_items(root, [])
             reader = ItemImages.from_dataset(root, on_error="raise")
             if reader.image_root is None and any(p is not None and not Path(p).is_absolute() for p in reader.paths):
                 raise DatasetError(f"{root / 'meta.json'}: items have image_path but meta.json has no image_root")
@@ -557,12 +460,7 @@ def extract_features(config: ExtractConfig) -> Path:
             return out
         infos[modality] = info
         _report(modality, info, part_dir)
-    offset, parts = 0, {}
-    for modality, info in infos.items():
-        parts[modality] = {"dir": modality, "dim": info["dim"], "offset": offset, "n_present": info["n_present"], "encoder": info["encoder"]}
-        offset += info["dim"]
-    n_items = next(iter(infos.values()))["n_items"]
-    write_json({"format": FORMAT, "modality": config.modality, "n_items": n_items, "dim": offset, "parts": parts}, out / INDEX_FILE)
+    write_index(out, config.modality, infos)
     return out
 
 
@@ -574,69 +472,3 @@ def _report(modality: str, info: dict[str, Any], part_dir: Path) -> None:
         f"{modality}: {info['n_items']} items, {info['n_present']} encoded ({info['dim']}-d), "
         f"{info['n_missing']} without {what} -> zero vector, present=False{failed}{speed}; {part_dir / FEATURES_FILE}"
     )
-
-
-def is_complete(path: str | os.PathLike) -> bool:
-    """True when ``path`` holds finished features (``features.json``, or a part's ``info.json``)."""
-    path = Path(path)
-    return (path / INDEX_FILE).exists() or (path / INFO_FILE).exists()
-
-
-def _load_part(part_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    info_path = part_dir / INFO_FILE
-    if not info_path.exists():
-        raise ExtractError(f"{part_dir}: no {INFO_FILE}; the extraction has not finished (run `industrial extract` again to resume)")
-    info = json.loads(info_path.read_text())
-    features = np.load(part_dir / info["files"]["features"])
-    present = np.load(part_dir / info["files"]["present"])
-    if features.shape != (info["n_items"], info["dim"]) or present.shape != (info["n_items"],):
-        raise ExtractError(f"{part_dir}: features {features.shape} / present {present.shape} do not match {INFO_FILE}")
-    return features, present, info
-
-
-def read_features_info(path: str | os.PathLike, modality: str | None = None) -> dict[str, Any]:
-    """The description of the features at ``path`` without reading the arrays.
-
-    For the output folder: ``features.json`` (``dim`` is the concatenated width, ``parts`` each
-    part's ``dim`` and ``offset``); with ``modality`` (or for a part's folder): that part's
-    ``info.json`` (encoder, dim, pooling, counts).
-    """
-    path = Path(path)
-    if not (path / INDEX_FILE).exists():
-        if (path / INFO_FILE).exists():
-            info = json.loads((path / INFO_FILE).read_text())
-            if modality in (None, info["modality"]):
-                return info
-            raise ExtractError(f"{path}: holds {info['modality']!r} features, not {modality!r}")
-        raise ExtractError(f"{path}: no {INDEX_FILE}; not written by `industrial extract`, or not finished (run it again to resume)")
-    index = json.loads((path / INDEX_FILE).read_text())
-    if modality is None:
-        return index
-    if modality not in index["parts"]:
-        raise ExtractError(f"{path}: no {modality!r} features (it holds {', '.join(index['parts'])})")
-    return json.loads((path / index["parts"][modality]["dir"] / INFO_FILE).read_text())
-
-
-def load_features(path: str | os.PathLike, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Read features written by :func:`extract_features`: ``(features [N, D], present [N], info)``.
-
-    ``path`` is the output folder (or one part's folder). With two parts and no ``modality`` the
-    vectors are concatenated ``[text | image]`` (``info["parts"]`` gives each part's offset and dim)
-    and ``present`` is true when either part is present; ``modality`` picks one part.
-    """
-    path = Path(path)
-    info = read_features_info(path, modality)
-    if "parts" not in info:  # one part
-        part_dir = path if not (path / INDEX_FILE).exists() else path / read_features_info(path)["parts"][info["modality"]]["dir"]
-        f, p, part_info = _load_part(part_dir)
-        return torch.from_numpy(f), torch.from_numpy(p), part_info
-    names = list(info["parts"])
-    loaded = [_load_part(path / info["parts"][name]["dir"]) for name in names]
-    if len(loaded) == 1:
-        f, p, part_info = loaded[0]
-        return torch.from_numpy(f), torch.from_numpy(p), part_info
-    features = np.concatenate([f for f, _, _ in loaded], axis=1)
-    present = np.logical_or.reduce([p for _, p, _ in loaded])
-    merged = dict(info)
-    merged["parts"] = {name: {**info["parts"][name], **part_info} for name, (_, _, part_info) in zip(names, loaded)}
-    return torch.from_numpy(features), torch.from_numpy(present), merged
