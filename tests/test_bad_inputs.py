@@ -9,6 +9,10 @@ Each case folder holds small input files and ``case.yaml``::
     message: ["events.csv", "row 3"]   # substrings the error line must hold (file, row, key)
     absent: ["{tmp}/out"]       # paths that must not exist afterwards (nothing half-written)
     unchanged: ["{tmp}/ds"]     # optional: folders that must be byte-identical before and after
+    damage:                     # optional, after setup: what a crash or a user did to the files
+      - {remove: "{tmp}/ds/test.parquet"}
+      - {copy: ["{tmp}/other/valid.parquet", "{tmp}/ds/valid.parquet"]}
+      - {truncate: "{tmp}/ds/train.parquet"}    # to half its size
 
 ``{case}`` is the case folder, ``{tmp}`` a fresh temporary folder, ``{repo}`` the repository root.
 The command runs as ``python -m industrial.cli ...`` in ``{tmp}``; its error must be one line on
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +63,15 @@ def test_bad_input(name: str, tmp_path: Path) -> None:
     for step in spec.get("setup", []):
         done = _industrial([_fill(a, case, tmp_path) for a in step], tmp_path)
         assert done.returncode == 0, f"setup {step} failed:\n{done.stderr[-2000:]}"
+    for step in spec.get("damage", []):
+        (action, args), = step.items()
+        paths = [Path(_fill(a, case, tmp_path)) for a in (args if isinstance(args, list) else [args])]
+        if action == "remove":
+            paths[0].unlink()
+        elif action == "copy":
+            shutil.copyfile(paths[0], paths[1])
+        else:
+            paths[0].write_bytes(paths[0].read_bytes()[: paths[0].stat().st_size // 2])
     unchanged = {p: _digest(Path(_fill(p, case, tmp_path))) for p in spec.get("unchanged", [])}
     done = _industrial([_fill(a, case, tmp_path) for a in spec["command"]], tmp_path)
     stderr = done.stderr

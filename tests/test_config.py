@@ -41,3 +41,24 @@ def test_wrong_type_is_named():
         from_dict(Outer, {"inner": {"size": "big"}})
     with pytest.raises(ConfigError, match="flag: expected true/false"):
         from_dict(Outer, {"flag": 3})
+
+
+def test_exponent_numbers_are_numbers(tmp_path):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a float key takes it as the number."""
+    from industrial.recipes.experiment import ExperimentConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 1e-3\n  sparse_lr: 5E-2\n")
+    cfg = load(ExperimentConfig, path, ["optim.weight_decay=1e-5"])
+    assert (cfg.optim.lr, cfg.optim.sparse_lr, cfg.optim.weight_decay) == (0.001, 0.05, 1e-5)
+    with pytest.raises(ConfigError, match="optim.lr: expected a number, got '1e-3x'"):
+        load(ExperimentConfig, path, ["optim.lr=1e-3x"])
+    with pytest.raises(ConfigError, match="train.epochs: expected an integer"):
+        load(ExperimentConfig, path, ["train.epochs=1e3"])
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epochs: 3\n  metric: [ndcg@10\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line \d+, column \d+: malformed YAML"):
+        load(Outer, path)
