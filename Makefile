@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 FBGEMM_VERSION ?= 1.8.0
 TORCHREC_VERSION ?= 1.8.0
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast demo bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,14 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m benchmarks.run_all
+
+# One GPU's checks and throughput (benchmarks/gpu_check.py) -> benchmarks/results/gpu/gpu_check.{json,md}.
+# Needs only torch (with CUDA) and the dense parts: no setup, no TorchRec / fbgemm / torchdata, so it
+# runs on a bare GPU image; the venv's python where there is one, else python3. Without a GPU it
+# writes a JSON saying so and exits 0.
+GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PY) -m benchmarks.gpu_check
 
 clean:
 	rm -rf $(VENV) runs out

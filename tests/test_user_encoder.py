@@ -73,3 +73,36 @@ def test_jagged_path_equals_the_padded_reference_and_each_sequence_alone(causal,
         torch.testing.assert_close(fast[0], other[0], rtol=1e-5, atol=1e-5)
         for a, b in zip(fast[1], other[1]):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("jagged", [True, False])
+def test_a_host_max_length_gives_the_same_states_and_is_checked_on_the_cpu(jagged):
+    """``max_length`` (the batch's longest history, known on the host) spares the GPU sync; the
+    states are the same. A width wider than the longest row pads more, nothing else; on the CPU a
+    length above it is refused."""
+    torch.manual_seed(0)
+    encoder = UserEncoder(UserEncoderConfig(dim=16, layers=2, heads=2, inner_dim=32, dropout=0.0, max_len=10, jagged=jagged)).eval()
+    lengths = torch.tensor([3, 1, 5])
+    x = torch.randn(9, 16)
+    expected = encoder(x, lengths)
+    torch.testing.assert_close(encoder(x, lengths, None, 5), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(encoder(x, lengths, None, 8), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="max_length=4"):
+        encoder(x, lengths, None, 4)
+    with pytest.raises(ValueError, match="user.max_len=10"):
+        encoder(x, lengths, None, 11)
+    with pytest.raises(ValueError, match="at least one history item"):
+        encoder(x, torch.tensor([4, 0, 5]), None, 5)
+
+
+@pytest.mark.parametrize("jagged", [True, False])
+def test_bf16_autocast_step(jagged):
+    """``train.amp: bf16``: under autocast the projections come out in bf16 and the jagged path
+    pads them in their own dtype (it padded into a float32 buffer and failed before)."""
+    torch.manual_seed(0)
+    encoder = UserEncoder(UserEncoderConfig(dim=16, layers=2, heads=2, inner_dim=32, dropout=0.1, max_len=6, jagged=jagged)).train()
+    x = torch.randn(7, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        states = encoder(x, torch.tensor([3, 4]), None, 4)
+    states.float().sum().backward()
+    assert torch.isfinite(x.grad).all() and all(p.grad is not None for p in encoder.blocks.parameters())

@@ -22,15 +22,37 @@ ids up in its item tables with one call, then splits the result by key.
 
 ``timestamps`` (per history item, same jagged layout as ``history``) are carried for models that
 use time; ``user_ids`` name the users (global ids of the prepared dataset).
+``max_history_length`` is the longest history of the batch, a host integer computed once by
+whoever builds the batch (the loader, :func:`make_batch`), so that the user encoder sizes its
+attention without reading the lengths back from the GPU (None: unknown, the encoder reads them).
+
+TorchRec is imported only where a batch is built (:func:`make_batch`, the loader): this module,
+and the dense modules that take a batch, import without it.
 """
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
-from torchrec.streamable import Pipelineable
+
+if TYPE_CHECKING:
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+try:
+    from torchrec.streamable import Pipelineable
+except ImportError:  # no TorchRec (a GPU host running the dense parts only): the same interface
+
+    class Pipelineable(abc.ABC):  # type: ignore[no-redef]
+        """``torchrec.streamable.Pipelineable``: moved across devices, marked on streams."""
+
+        @abc.abstractmethod
+        def to(self, device: torch.device, non_blocking: bool) -> "Pipelineable": ...
+
+        @abc.abstractmethod
+        def record_stream(self, stream: torch.Stream) -> None: ...
 
 #: The keys of :attr:`SequenceBatch.items`, in this order.
 ITEM_KEYS = ("history", "target", "negative", "augmented")
@@ -43,6 +65,7 @@ class SequenceBatch(Pipelineable):
     user_ids: torch.Tensor  # [B] int64
     items: KeyedJaggedTensor  # keys ITEM_KEYS, stride B
     timestamps: torch.Tensor  # [sum L_b] int64, aligned with the "history" values
+    max_history_length: int | None = None  # longest history row, on the host (None: unknown)
 
     @property
     def batch_size(self) -> int:
@@ -53,6 +76,7 @@ class SequenceBatch(Pipelineable):
             user_ids=self.user_ids.to(device, non_blocking=non_blocking),
             items=self.items.to(device, non_blocking=non_blocking),
             timestamps=self.timestamps.to(device, non_blocking=non_blocking),
+            max_history_length=self.max_history_length,
         )
 
     def record_stream(self, stream: torch.Stream) -> None:
@@ -65,6 +89,7 @@ class SequenceBatch(Pipelineable):
             user_ids=self.user_ids.pin_memory(),
             items=self.items.pin_memory(),
             timestamps=self.timestamps.pin_memory(),
+            max_history_length=self.max_history_length,
         )
 
     def lengths(self, key: str) -> torch.Tensor:
@@ -108,6 +133,8 @@ def make_batch(
         lengths.extend(len(r) for r in rows)
         for r in rows:
             values.extend(r)
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
     stamps = [t for row in (timestamps if timestamps is not None else empty) for t in row]
     if timestamps is not None and len(stamps) != sum(len(h) for h in histories):
         raise ValueError("timestamps must align with the history items")
@@ -119,9 +146,10 @@ def make_batch(
             lengths=torch.tensor(lengths, dtype=torch.int32),
         ),
         timestamps=torch.tensor(stamps, dtype=torch.int64),
+        max_history_length=max((len(h) for h in histories), default=0),
     )
 
 
 def batch_fields() -> list[str]:
     """Names of the tensor fields (for tests and state checks)."""
-    return [f.name for f in fields(SequenceBatch)]
+    return [f.name for f in fields(SequenceBatch) if f.name != "max_history_length"]

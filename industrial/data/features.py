@@ -20,6 +20,12 @@ Reading::
     features, present, info = load_features(out)              # [N, D] float32, [N] bool, dict
     features, present, info = load_features(out, "image")     # one part
     read_features_info(out)["dim"]                            # without reading the arrays
+    rows = FeatureRows([out / "text"], standardize=True)      # memory-mapped, [N, D] on demand
+    rows[1000:2000, :]                                        # reads those rows only
+
+The arrays are memory-mapped (``np.load(..., mmap_mode="r")``): a process that fills its shard of
+a sharded feature table reads its rows, not the whole matrix, and the processes of one host share
+the file's pages.
 
 Content digests: an item's *content key* is a string equal for equal content (its text; its image
 path and the SHA-1 of its bytes); the digest of a catalogue's keys is part of a part's fingerprint,
@@ -207,13 +213,14 @@ def is_complete(path: str | os.PathLike) -> bool:
 
 
 def load_part(part_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """One finished part's ``(features [N, D], present [N], info)`` as numpy arrays."""
+    """One finished part's ``(features [N, D], present [N], info)`` as read-only memory-mapped
+    numpy arrays (nothing is read until rows are used)."""
     info_path = part_dir / INFO_FILE
     if not info_path.exists():
         raise ExtractError(f"{part_dir}: no {INFO_FILE}; the extraction has not finished (run `industrial extract` again to resume)")
     info = json.loads(info_path.read_text())
-    features = np.load(part_dir / info["files"]["features"])
-    present = np.load(part_dir / info["files"]["present"])
+    features = np.load(part_dir / info["files"]["features"], mmap_mode="r")
+    present = np.load(part_dir / info["files"]["present"], mmap_mode="r")
     if features.shape != (info["n_items"], info["dim"]) or present.shape != (info["n_items"],):
         raise ExtractError(f"{part_dir}: features {features.shape} / present {present.shape} do not match {INFO_FILE}")
     return features, present, info
@@ -242,26 +249,90 @@ def read_features_info(path: str | os.PathLike, modality: str | None = None) -> 
     return json.loads((path / index["parts"][modality]["dir"] / INFO_FILE).read_text())
 
 
+def part_dirs(path: str | os.PathLike, modality: str | None = None) -> list[Path]:
+    """The folders of the parts that ``load_features(path, modality)`` reads, in column order."""
+    path = Path(path)
+    info = read_features_info(path, modality)
+    if "parts" not in info:  # one part
+        if (path / INDEX_FILE).exists():
+            return [path / read_features_info(path)["parts"][info["modality"]]["dir"]]
+        return [path]
+    return [path / info["parts"][name]["dir"] for name in info["parts"]]
+
+
 def load_features(path: str | os.PathLike, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Read features written by ``industrial extract``: ``(features [N, D], present [N], info)``.
 
     ``path`` is the output folder (or one part's folder). With two parts and no ``modality`` the
     vectors are concatenated ``[text | image]`` (``info["parts"]`` gives each part's offset and dim)
-    and ``present`` is true when either part is present; ``modality`` picks one part.
+    and ``present`` is true when either part is present; ``modality`` picks one part. The whole
+    matrix is read into memory (:class:`FeatureRows` reads rows on demand).
     """
     path = Path(path)
     info = read_features_info(path, modality)
-    if "parts" not in info:  # one part
-        part_dir = path if not (path / INDEX_FILE).exists() else path / read_features_info(path)["parts"][info["modality"]]["dir"]
-        f, p, part_info = load_part(part_dir)
-        return torch.from_numpy(f), torch.from_numpy(p), part_info
-    names = list(info["parts"])
-    loaded = [load_part(path / info["parts"][name]["dir"]) for name in names]
-    if len(loaded) == 1:
+    loaded = [load_part(d) for d in part_dirs(path, modality)]
+    if "parts" not in info or len(loaded) == 1:
         f, p, part_info = loaded[0]
-        return torch.from_numpy(f), torch.from_numpy(p), part_info
+        return torch.from_numpy(np.array(f)), torch.from_numpy(np.array(p)), part_info
+    names = list(info["parts"])
     features = np.concatenate([f for f, _, _ in loaded], axis=1)
     present = np.logical_or.reduce([p for _, p, _ in loaded])
     merged = dict(info)
     merged["parts"] = {name: {**info["parts"][name], **part_info} for name, (_, _, part_info) in zip(names, loaded)}
     return torch.from_numpy(features), torch.from_numpy(present), merged
+
+
+class FeatureRows:
+    """The parts in ``dirs`` side by side, ``[N, sum of their dims]`` float32, read on demand.
+
+    ``rows[r0:r1, c0:c1]`` reads rows ``r0..r1-1`` of the memory-mapped files only (a tensor). With
+    ``standardize`` each part's columns are ``(x - mean) / std`` over the items that have that part
+    (the others stay 0), the statistics gathered in one streamed pass of ``chunk_rows`` rows at a
+    time: memory stays a chunk, whatever the catalogue.
+    """
+
+    def __init__(self, dirs: list[Path], standardize: bool = False, chunk_rows: int = 65536) -> None:
+        self.parts = [load_part(Path(d)) for d in dirs]
+        sizes = {f.shape[0] for f, _, _ in self.parts}
+        if len(sizes) != 1:
+            raise ExtractError(f"the feature parts {[str(d) for d in dirs]} hold different item counts {sorted(sizes)}")
+        self.shape = (sizes.pop(), sum(f.shape[1] for f, _, _ in self.parts))
+        self.stats = [_moments(f, p, chunk_rows) if standardize else None for f, p, _ in self.parts]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: tuple[slice, slice]) -> torch.Tensor:
+        rows, cols = index if isinstance(index, tuple) else (index, slice(None))
+        if not isinstance(rows, slice) or not isinstance(cols, slice):
+            raise TypeError("FeatureRows takes slices: rows[r0:r1, c0:c1]")
+        out = []
+        for (features, present, _), stats in zip(self.parts, self.stats):
+            block = np.asarray(features[rows], dtype=np.float32)
+            if stats is not None:
+                mean, std = stats
+                block = np.where(np.asarray(present[rows])[:, None], (block - mean) / std, 0.0).astype(np.float32)
+            out.append(block)
+        return torch.from_numpy(np.ascontiguousarray(np.concatenate(out, axis=1)[:, cols]))
+
+
+def _moments(features: np.ndarray, present: np.ndarray, chunk_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and (unbiased) std per column over the present rows, as float32; None when no row is
+    present. Chunks are combined exactly in float64 (Chan et al.'s pairwise update)."""
+    count, mean, m2 = 0, np.zeros(features.shape[1]), np.zeros(features.shape[1])
+    for start in range(0, features.shape[0], chunk_rows):
+        block = np.asarray(features[start : start + chunk_rows], dtype=np.float64)[np.asarray(present[start : start + chunk_rows], dtype=bool)]
+        n = block.shape[0]
+        if n == 0:
+            continue
+        block_mean = block.mean(0)
+        block_m2 = ((block - block_mean) ** 2).sum(0)
+        delta = block_mean - mean
+        total = count + n
+        mean = mean + delta * (n / total)
+        m2 = m2 + block_m2 + delta**2 * (count * n / total)
+        count = total
+    if count == 0:
+        return None
+    std = np.sqrt(m2 / max(count - 1, 1))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)

@@ -129,7 +129,7 @@ class LoaderConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # fills the "augmented" key
     num_workers: int = 0  # collate threads (0: collate inline in the prefetch thread)
     prefetch: int = 4  # batches prepared ahead of the consumer
-    pin_memory: bool = False  # pin batches (only with CUDA)
+    pin_memory: bool = False  # pin batches in page-locked memory (CUDA only), so non_blocking copies overlap
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -897,6 +897,7 @@ class Collate:
                 offset_per_key=list(accumulate(per_key, initial=0)),
             ),
             timestamps=torch.from_numpy(stamps),
+            max_history_length=int(h_len.max()) if n else 0,
         )
 
     def _own_items(self, rows: _Rows) -> Exclusion:

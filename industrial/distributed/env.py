@@ -22,6 +22,7 @@ class DistEnv:
     local_rank: int
     device: torch.device
     backend: str
+    local_world_size: int = 1  # processes on this host (LOCAL_WORLD_SIZE, set by torchrun / TorchX)
 
     @property
     def is_main(self) -> bool:
@@ -48,13 +49,32 @@ def init_distributed() -> DistEnv:
             dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
         else:  # a plain `python` run: a group of one, with an in-process store (no file, no port)
             dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
+    world_size = dist.get_world_size()
     return DistEnv(
         rank=dist.get_rank(),
-        world_size=dist.get_world_size(),
+        world_size=world_size,
         local_rank=local_rank,
         device=device,
         backend=dist.get_backend(),
+        local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world_size)),
     )
+
+
+def collective_device(group: dist.ProcessGroup | None = None) -> torch.device:
+    """The device whose tensors the collectives of ``group`` (default: the world) take.
+
+    The CPU when the group has a CPU backend (gloo); else this process's current device of the
+    group's accelerator (NCCL: ``cuda:<current>``, which :func:`init_distributed` sets to the local
+    rank's GPU). An NCCL group has no CPU backend: a CPU tensor given to it fails.
+    """
+    group = group if group is not None else dist.group.WORLD
+    types = [d.type for d in getattr(group, "_device_types", [])]
+    if not types:  # no backend bound yet: decide by name
+        types = ["cuda"] if dist.get_backend(group) == "nccl" else ["cpu"]
+    if "cpu" in types:
+        return torch.device("cpu")
+    kind = types[0]
+    return torch.device(kind, torch.get_device_module(kind).current_device())
 
 
 def shutdown() -> None:

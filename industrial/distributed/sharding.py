@@ -99,6 +99,26 @@ def attach_sparse_optimizers(model: nn.Module, cfg: OptimConfig, device: torch.d
                 apply_optimizer_in_backward(optimizer_cls, params, dict(kwargs))
 
 
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory of ``device`` when it is a GPU (what the planner may fill), else None."""
+    if device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return int(torch.cuda.get_device_properties(index).total_memory)
+
+
+def planner_topology(env: DistEnv) -> Topology:
+    """The cluster as the planner must see it: ranks per host (``LOCAL_WORLD_SIZE``: 16 ranks on 2
+    hosts are 2 hosts of 8, whose intra-host links are faster) and this GPU's memory (TorchRec
+    assumes 32 GiB otherwise). Every rank plans alike: the hosts' GPUs are taken to be the same."""
+    return Topology(
+        world_size=env.world_size,
+        compute_device=env.device.type,
+        local_world_size=env.local_world_size,
+        hbm_cap=device_memory(env.device),
+    )
+
+
 def plan_sharding(model: nn.Module, env: DistEnv, cfg: ShardingConfig) -> ShardingPlan:
     """Plan table placement with one constraint per table (its sharding type)."""
     known = set(_table_names(model))
@@ -106,10 +126,7 @@ def plan_sharding(model: nn.Module, env: DistEnv, cfg: ShardingConfig) -> Shardi
     if unknown:
         raise ValueError(f"sharding.tables: unknown table {unknown[0]!r} (tables: {sorted(known)})")
     constraints = {name: ParameterConstraints(sharding_types=[cfg.tables.get(name, cfg.default)]) for name in known}
-    planner = EmbeddingShardingPlanner(
-        topology=Topology(world_size=env.world_size, compute_device=env.device.type),
-        constraints=constraints,
-    )
+    planner = EmbeddingShardingPlanner(topology=planner_topology(env), constraints=constraints)
     return planner.collective_plan(model, [EmbeddingCollectionSharder()], dist.GroupMember.WORLD)
 
 
@@ -122,10 +139,13 @@ def shard_model(
     dmp = DistributedModelParallel(model, device=env.device, plan=plan, sharders=[EmbeddingCollectionSharder()])
     dense_params = dict(in_backward_optimizer_filter(dmp.named_parameters(), include=False))
     dense_params = {name: p for name, p in dense_params.items() if p.requires_grad}
-    dense = KeyedOptimizerWrapper(
-        dense_params, lambda params: torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
-    )
+    dense = KeyedOptimizerWrapper(dense_params, lambda params: dense_optimizer(params, optim, env.device))
     return dmp, CombinedOptimizer([("sparse", dmp.fused_optimizer), ("dense", dense)]), plan
+
+
+def dense_optimizer(params: list[torch.Tensor], optim: OptimConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the dense parameters; on CUDA its fused kernel (one launch for every parameter)."""
+    return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=device.type == "cuda" or None)
 
 
 def _table_weight(dmp: nn.Module, table_name: str):
@@ -147,8 +167,12 @@ def local_shards(dmp: nn.Module, table_name: str) -> list[tuple[tuple[int, int],
 
 
 @torch.no_grad()
-def fill_table(dmp: nn.Module, table_name: str, weights: torch.Tensor) -> None:
-    """Copy a full ``[N, D]`` matrix into the shards of a table (e.g. cached content features)."""
+def fill_table(dmp: nn.Module, table_name: str, weights) -> None:
+    """Copy a full ``[N, D]`` matrix into the shards of a table (e.g. cached content features).
+
+    ``weights`` is a tensor or anything sliced like one into tensors (``weights[r0:r1, c0:c1]``, e.g.
+    memory-mapped :class:`~industrial.data.features.FeatureRows`): only this rank's shards are read.
+    """
     for (row, col), shard in local_shards(dmp, table_name):
         rows, cols = shard.shape
         shard.copy_(weights[row : row + rows, col : col + cols].to(shard.dtype))

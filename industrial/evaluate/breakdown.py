@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from industrial.data import schema
+from industrial.distributed.env import collective_device
 from industrial.evaluate.metrics import DEFAULT_CUTOFFS, RankCounts, as_ranks, check_cutoffs
 
 #: Group names of the modality breakdown, in report order.
@@ -310,8 +311,7 @@ def evaluate_ranks(
         + [_count_table(r, g.codes, len(g.values), max_rank) for g in groups.values()]
     )
     if process_group is not None:
-        nccl = dist.get_backend(process_group) == "nccl"
-        packed = torch.from_numpy(table).to(torch.device("cuda", torch.cuda.current_device()) if nccl else "cpu")
+        packed = torch.from_numpy(table).to(collective_device(process_group))  # NCCL: the GPU, gloo: the CPU
         dist.all_reduce(packed, group=process_group)
         table = packed.cpu().numpy()
     counts = [RankCounts(row[:-1].copy(), int(row[-1])) for row in table]

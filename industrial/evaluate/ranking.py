@@ -178,16 +178,21 @@ def shard_range(n: int, rank: int, world_size: int) -> range:
 
 
 class _Catalogue:
-    """The item vectors and the map from item ids to their rows."""
+    """The item vectors and the map from item ids to their rows (a shift for a contiguous range)."""
 
-    def __init__(self, vectors: torch.Tensor, item_ids: torch.Tensor | None):
+    def __init__(self, vectors: torch.Tensor, item_ids: torch.Tensor | range | None):
         if vectors.dim() != 2:
             raise ValueError(f"item_vectors must be [N, D], got shape {tuple(vectors.shape)}")
         self.vectors = vectors.contiguous()
         self.size = vectors.shape[0]
+        self.start = 0  # the id of row 0 when the rows are a contiguous range of ids
         self.ids: torch.Tensor | None = None
         self.lookup: torch.Tensor | None = None
-        if item_ids is not None:
+        if isinstance(item_ids, range):
+            if item_ids.step != 1 or len(item_ids) != self.size or item_ids.start < 0:
+                raise ValueError(f"item_ids {item_ids} must be a step-1 range of {self.size} non-negative ids")
+            self.start = item_ids.start
+        elif item_ids is not None:
             ids = torch.as_tensor(item_ids, dtype=torch.int64).reshape(-1).to(vectors.device)
             if ids.numel() != self.size:
                 raise ValueError(f"item_ids has {ids.numel()} ids for {self.size} item vectors")
@@ -201,13 +206,15 @@ class _Catalogue:
 
     def local(self, ids: torch.Tensor) -> torch.Tensor:
         """Row of each item id in this catalogue, -1 for an item it does not hold."""
+        if self.start:
+            ids = ids - self.start
         inside = (ids >= 0) & (ids < (self.size if self.lookup is None else self.lookup.numel()))
         safe = torch.where(inside, ids, torch.zeros_like(ids))
         rows = safe if self.lookup is None else self.lookup[safe]
         return torch.where(inside, rows, torch.full_like(ids, -1))
 
     def global_ids(self, rows: torch.Tensor) -> torch.Tensor:
-        out = rows if self.ids is None else self.ids[rows.clamp(min=0)]
+        out = rows + self.start if self.ids is None else self.ids[rows.clamp(min=0)]
         return torch.where(rows >= 0, out, torch.full_like(rows, -1))
 
 
@@ -437,7 +444,7 @@ def rank_targets(
     user_batch_size: int = RankingConfig.user_batch_size,
     topk: int = 0,
     exclude: torch.Tensor | Sequence[int] | None = None,
-    item_ids: torch.Tensor | Sequence[int] | None = None,
+    item_ids: torch.Tensor | Sequence[int] | range | None = None,
     catalogue_group: Any = None,
 ) -> RankingResult:
     """Exact rank of every user's target among all candidate items (tie rule: module docstring).
@@ -452,10 +459,13 @@ def rank_targets(
         topk: keep the ``topk`` best candidates per user (history masked, target kept).
         exclude: item ids that are never candidates (e.g. items of other domains); a target in it is
             still ranked with its score.
-        item_ids: ``[N]`` the item id of each row of ``item_vectors`` (default: ``0..N-1``).
+        item_ids: ``[N]`` the item id of each row of ``item_vectors`` (default: ``0..N-1``); a
+            ``range`` names a contiguous part (``range(start, start + N)``) with no lookup table.
         catalogue_group: a process group whose members each hold one part of the catalogue (rows
             named by ``item_ids``, disjoint, covering every target) and the same users; the
-            result is the one of the whole catalogue, on every member.
+            result is the one of the whole catalogue, on every member. The vectors must be on the
+            group's device (a GPU under NCCL, which has no CPU backend): the collectives take
+            tensors on the users' device.
     """
     cfg = RankingConfig(chunk_size=chunk_size, user_batch_size=user_batch_size, topk=topk)
     cfg.validate()

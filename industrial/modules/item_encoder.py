@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from industrial.modules.item_tables import CachedFeatureTable, ItemIdTable, ids_features
+if TYPE_CHECKING:  # TorchRec is needed by the table encoders only, imported when they run
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    from industrial.modules.item_tables import CachedFeatureTable, ItemIdTable
 
 
 @dataclass
@@ -77,7 +80,7 @@ class ItemEncoderInterface(abc.ABC, nn.Module):
         """``{role: [n_role, dim]}`` for every role of ``items``, each distinct item encoded once."""
         roles = items.to_dict()
         values = [roles[key].values() for key in items.keys()]
-        all_ids = torch.cat(values) if values else torch.zeros(0, dtype=torch.int64)
+        all_ids = torch.cat(values) if values else torch.zeros(0, dtype=torch.int64, device=items.values().device)
         unique, inverse = torch.unique(all_ids, return_inverse=True)
         vectors = self.encode(unique)[inverse]
         return dict(zip(items.keys(), torch.split(vectors, [v.numel() for v in values])))
@@ -96,6 +99,8 @@ class IdItemEncoder(ItemEncoderInterface):
         return {role: jagged.values() for role, jagged in self.table(items).items()}
 
     def encode(self, ids: Tensor) -> Tensor:
+        from industrial.modules.item_tables import ids_features
+
         return self(ids_features(ids))["history"]
 
 
@@ -122,4 +127,6 @@ class CachedFeatureItemEncoder(ItemEncoderInterface):
         return out
 
     def encode(self, ids: Tensor) -> Tensor:
+        from industrial.modules.item_tables import ids_features
+
         return self(ids_features(ids))["history"]

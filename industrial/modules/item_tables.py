@@ -80,17 +80,19 @@ class CachedFeatureTable(_ItemTable):
 def ids_features(ids: torch.Tensor) -> KeyedJaggedTensor:
     """A KJT asking for ``ids`` once under the ``history`` role (every other role empty).
 
-    How an item encoder built on these tables encodes given ids: one (sharded) lookup.
+    How an item encoder built on these tables encodes given ids: one (sharded) lookup. The KJT is
+    on ``ids``' device (TorchRec's input distribution does not move its input) and its per-key
+    sizes are known on the host, so building it reads nothing back from the device.
     """
+    n = ids.numel()
     lengths = torch.zeros(len(ITEM_KEYS), dtype=torch.int32, device=ids.device)
-    lengths[0] = ids.numel()
-    return KeyedJaggedTensor.from_lengths_sync(keys=list(ITEM_KEYS), values=ids, lengths=lengths)
+    lengths[0] = n
+    return KeyedJaggedTensor(
+        keys=list(ITEM_KEYS),
+        values=ids,
+        lengths=lengths,
+        stride=1,
+        length_per_key=[n] + [0] * (len(ITEM_KEYS) - 1),
+        offset_per_key=[0] + [n] * len(ITEM_KEYS),
+    )
 
-
-def catalogue_features(num_items: int, start: int = 0, stop: int | None = None) -> KeyedJaggedTensor:
-    """A KJT that asks for items ``start .. stop-1`` once, under the ``history`` role (one row).
-
-    Used to encode the whole catalogue (full softmax, evaluation) through the sharded table.
-    """
-    stop = num_items if stop is None else stop
-    return ids_features(torch.arange(start, stop, dtype=torch.int64))

@@ -20,7 +20,6 @@ from torch import nn
 
 from industrial.data.batch import SequenceBatch
 from industrial.modules.item_encoder import ItemEncoderInterface
-from industrial.modules.item_tables import catalogue_features
 from industrial.modules.user_encoder import UserEncoder
 
 
@@ -43,6 +42,11 @@ class Recommender(nn.Module):
     def num_items(self) -> int:
         return self.item_encoder.num_items
 
+    @property
+    def device(self) -> torch.device:
+        """Where the dense part lives (DMP puts it on the rank's device): inputs are built there."""
+        return self.user_encoder.positions.weight.device
+
     def encode(self, batch: SequenceBatch, catalogue: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Item vectors by role and the user states at every history position ``[sum L, D]``.
 
@@ -55,7 +59,7 @@ class Recommender(nn.Module):
             vectors = {role: catalogue[batch.values(role)] for role in batch.items.keys()}
         history_ids = batch.values("history")
         domains = self.item_domains[history_ids] if self.item_domains.numel() else None
-        states = self.user_encoder(vectors["history"], batch.lengths("history"), domains)
+        states = self.user_encoder(vectors["history"], batch.lengths("history"), domains, batch.max_history_length)
         return vectors, states
 
     def user_vectors(self, batch: SequenceBatch) -> torch.Tensor:
@@ -66,7 +70,8 @@ class Recommender(nn.Module):
     def encode_item_range(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Vectors of the catalogue's items ``start .. stop-1`` (default: all of it), ``[n, D]``.
 
-        Through the item encoder's ``forward`` (one sharded lookup for table encoders, a
-        collective call every rank makes alike).
+        Through the item encoder's ``encode`` (one sharded lookup for table encoders, a
+        collective call every rank makes alike), with the ids built on the model's device.
         """
-        return self.item_encoder(catalogue_features(self.num_items, start, stop))["history"]
+        stop = self.num_items if stop is None else stop
+        return self.item_encoder.encode(torch.arange(start, stop, dtype=torch.int64, device=self.device))

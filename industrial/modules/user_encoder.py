@@ -16,6 +16,12 @@ Two paths compute the same function (``jagged`` selects; tested against each oth
 
 Both use the same ``nn.TransformerEncoderLayer`` parameters (one state-dict layout).
 
+Host syncs: the attention width is the batch's longest sequence. Given as ``max_length`` (a host
+integer: the loader computes it once per batch, :attr:`~industrial.data.batch.SequenceBatch.max_history_length`),
+a forward on a GPU reads nothing back from the device; without it, the forward reads the lengths'
+minimum and maximum back once (one sync per forward, also checking them). On the CPU the lengths are
+always checked (it costs nothing there).
+
 Example::
 
     encoder = UserEncoder(UserEncoderConfig(dim=64, layers=2, heads=2, max_len=50))
@@ -53,20 +59,27 @@ class UserEncoderConfig:
 
 
 def jagged_to_padded(values: torch.Tensor, lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
-    """``[sum(lengths), D]`` -> ``[B, max_len, D]``, right-padded with zeros (differentiable)."""
+    """``[sum(lengths), D]`` -> ``[B, max_len, D]``, right-padded with zeros (differentiable).
+
+    Without ``max_len`` the width is the longest row (read back from the device: one sync).
+    """
     lengths = lengths.long()
     batch = lengths.numel()
     width = int(lengths.max().item()) if max_len is None and batch else (max_len or 0)
-    rows, cols = jagged_index(lengths)
+    rows, cols = jagged_index(lengths, values.shape[0])
     out = values.new_zeros((batch, width) + tuple(values.shape[1:]))
     out[rows, cols] = values
     return out
 
 
-def jagged_index(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row and column of every element of a jagged tensor with these ``lengths``."""
+def jagged_index(lengths: torch.Tensor, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column of every element of a jagged tensor with these ``lengths``.
+
+    ``total`` (``sum(lengths)``, known on the host, e.g. the values' row count) spares the device
+    sync that sizing the output from the lengths would cost.
+    """
     lengths = lengths.long()
-    rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
+    rows = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths, output_size=total)
     starts = torch.cumsum(lengths, 0) - lengths
     cols = torch.arange(rows.numel(), device=lengths.device) - starts[rows]
     return rows, cols
@@ -108,22 +121,27 @@ class UserEncoder(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(
-        self, item_vectors: torch.Tensor, lengths: torch.Tensor, domain_ids: torch.Tensor | None = None
+        self,
+        item_vectors: torch.Tensor,
+        lengths: torch.Tensor,
+        domain_ids: torch.Tensor | None = None,
+        max_length: int | None = None,
     ) -> torch.Tensor:
-        """``item_vectors [sum L, D]`` (jagged by ``lengths``) -> states ``[sum L, D]``."""
-        if int(lengths.min().item()) < 1:
-            raise ValueError("every sequence needs at least one history item")
-        if int(lengths.max().item()) > self.config.max_len:
-            raise ValueError(f"a sequence is longer than user.max_len={self.config.max_len}")
-        rows, cols = jagged_index(lengths)
+        """``item_vectors [sum L, D]`` (jagged by ``lengths``) -> states ``[sum L, D]``.
+
+        ``max_length``: the longest of ``lengths``, known on the host (the batch's
+        ``max_history_length``); with it a GPU forward makes no host sync, and the caller vouches
+        that every length is in ``1..max_length``. Without it the lengths are read back once.
+        """
+        width = self._width(lengths, max_length)
+        rows, cols = jagged_index(lengths, item_vectors.shape[0])
         hidden = item_vectors + self.positions(cols)
         if self.domains is not None and domain_ids is not None:
             hidden = hidden + self.domains(domain_ids)
         hidden = self.dropout(self.norm(hidden))
         if self.config.jagged:
-            return self._jagged_blocks(hidden, lengths, rows, cols)
-        padded = jagged_to_padded(hidden, lengths)
-        width = padded.shape[1]
+            return self._jagged_blocks(hidden, lengths, rows, cols, width)
+        padded = jagged_to_padded(hidden, lengths, width)
         padding = torch.arange(width, device=lengths.device)[None, :] >= lengths[:, None]
         mask = None
         if self.config.causal:
@@ -131,9 +149,26 @@ class UserEncoder(nn.Module):
         out = self.blocks(padded, mask=mask, src_key_padding_mask=padding.float().masked_fill(padding, float("-inf")))
         return out[rows, cols]
 
-    def _jagged_blocks(self, x: torch.Tensor, lengths: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    def _width(self, lengths: torch.Tensor, max_length: int | None) -> int:
+        """The attention width: ``max_length``, else the longest sequence (one read of the lengths).
+
+        The lengths are checked (>= 1, <= ``max_len``) whenever they are read: always on the CPU.
+        """
+        if max_length is None or lengths.device.type == "cpu":
+            low, high = torch.stack(torch.aminmax(lengths)).tolist() if lengths.numel() else (1, 0)
+            if low < 1:
+                raise ValueError("every sequence needs at least one history item")
+            if max_length is not None and high > max_length:
+                raise ValueError(f"a sequence has {high} items, more than the batch's max_length={max_length}")
+            max_length = high if max_length is None else max_length
+        if max_length > self.config.max_len:
+            raise ValueError(f"a sequence is longer than user.max_len={self.config.max_len}")
+        return max_length
+
+    def _jagged_blocks(
+        self, x: torch.Tensor, lengths: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, width: int
+    ) -> torch.Tensor:
         """The blocks of ``nn.TransformerEncoderLayer`` on jagged tokens ``x [sum L, D]``."""
-        width = int(lengths.max().item())
         allowed = (torch.arange(width, device=x.device)[None, :] < lengths[:, None])[:, None, None, :]  # keys [B,1,1,W]
         if self.config.causal:
             allowed = allowed & torch.ones(width, width, dtype=torch.bool, device=x.device).tril()
@@ -152,8 +187,9 @@ class UserEncoder(nn.Module):
         """``layer``'s self-attention block: projections on the tokens, attention padded."""
         attn = layer.self_attn
         heads, dim = self.config.heads, self.config.dim
-        qkv = x.new_zeros(allowed.shape[0], width, 3 * dim)
-        qkv[rows, cols] = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+        projected = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)  # bf16 under autocast: pad in its dtype
+        qkv = projected.new_zeros(allowed.shape[0], width, 3 * dim)
+        qkv[rows, cols] = projected
         q, k, v = qkv.view(-1, width, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)  # each [B, H, W, d]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=attn.dropout if self.training else 0.0)
         out = out.transpose(1, 2).reshape(-1, width, dim)[rows, cols]

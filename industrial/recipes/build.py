@@ -35,30 +35,24 @@ def build_loss(cfg: LossConfig) -> ScoringObjective:
     return SampledBCELoss()
 
 
-def load_feature_table(cfg: ExperimentConfig, info: DatasetInfo) -> torch.Tensor:
-    """The feature table's rows: the chosen parts of the features folder, each standardised over
-    the items that have it (an item without an image keeps a zero image part), concatenated."""
-    from industrial.data.features import load_features
+def feature_rows(cfg: ExperimentConfig, info: DatasetInfo):
+    """The feature table's rows, memory-mapped (:class:`~industrial.data.features.FeatureRows`): the
+    chosen parts of the features folder side by side, each standardised over the items that have it
+    (an item without an image keeps a zero image part). Slicing reads only the rows sliced, so a
+    rank filling its shard of the table reads its own rows."""
+    from industrial.data.features import FeatureRows, part_dirs
 
     item = cfg.model.item
-    tables = []
-    for part in _feature_parts(cfg):
-        features, present, _meta = load_features(item.features, part)
-        if features.shape[0] != info.num_items:
-            raise ValueError(f"model.item.features={item.features}: {features.shape[0]} rows for {info.num_items} items")
-        tables.append(standardize(features, present) if item.standardize else features)
-    return torch.cat(tables, dim=1)
+    dirs = [d for part in _feature_parts(cfg) for d in part_dirs(item.features, part)]
+    rows = FeatureRows(dirs, standardize=item.standardize)
+    if rows.shape[0] != info.num_items:
+        raise ValueError(f"model.item.features={item.features}: {rows.shape[0]} rows for {info.num_items} items")
+    return rows
 
 
-def standardize(features: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """``(x - mean) / std`` per dimension over the items that have the feature; absent items stay 0."""
-    present = torch.as_tensor(present, dtype=torch.bool)
-    if not bool(present.any()):
-        return features
-    rows = features[present]
-    out = torch.zeros_like(features)
-    out[present] = (rows - rows.mean(0)) / rows.std(0).clamp_min(1e-6)
-    return out
+def load_feature_table(cfg: ExperimentConfig, info: DatasetInfo) -> torch.Tensor:
+    """The whole feature table ``[N, D]`` in memory (:func:`feature_rows`, every row)."""
+    return feature_rows(cfg, info)[:, :]
 
 
 def build_item_encoder(cfg: ExperimentConfig, info: DatasetInfo) -> ItemEncoderInterface:
@@ -155,7 +149,7 @@ def load_content_tables(dmp: nn.Module, cfg: ExperimentConfig, info: DatasetInfo
     to evaluate a trained model on other item content). Other item kinds read their content
     (texts, images) from ``data.path`` when they are built, and hold no content in checkpoints."""
     if cfg.model.item.kind.startswith("cached"):
-        fill_table(dmp, ITEM_FEATURE_TABLE, load_feature_table(cfg, info))
+        fill_table(dmp, ITEM_FEATURE_TABLE, feature_rows(cfg, info))
 
 
 def initialise_tables(dmp: nn.Module, cfg: ExperimentConfig, info: DatasetInfo) -> None:

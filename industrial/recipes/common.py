@@ -48,7 +48,11 @@ def training_lengths(batch: SequenceBatch) -> Tensor:
     return lengths
 
 
-def user_states(model: Recommender, vectors: Tensor, ids: Tensor, lengths: Tensor) -> Tensor:
-    """The user encoder over jagged item ``vectors`` (of items ``ids``): states ``[sum L, D]``."""
+def user_states(model: Recommender, vectors: Tensor, ids: Tensor, lengths: Tensor, max_length: int | None = None) -> Tensor:
+    """The user encoder over jagged item ``vectors`` (of items ``ids``): states ``[sum L, D]``.
+
+    ``max_length``: the longest of ``lengths`` when known on the host (a batch's
+    ``max_history_length``), which spares the encoder reading the lengths back from the device.
+    """
     domains = model.item_domains[ids] if model.item_domains.numel() else None
-    return model.user_encoder(vectors, lengths, domains)
+    return model.user_encoder(vectors, lengths, domains, max_length)

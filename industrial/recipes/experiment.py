@@ -32,6 +32,9 @@ class DataConfig:
     length_buckets: int = 0  # sort rows by length within runs of this many batches of a shuffle window, then shuffle the batches (less padding); 0 = off
     equalize: Literal["drop", "pad", "none"] = "drop"  # same batch count on every rank (see industrial/data/stream.py)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # fills the batch's "augmented" key
+    # pin batches in page-locked host memory so the trainer's non_blocking copies to the GPU overlap
+    # compute; None (default): on when the device is CUDA; without CUDA there is nothing to pin (off)
+    pin_memory: bool | None = None
 
     def validate(self) -> None:
         if not self.path:

@@ -12,7 +12,14 @@ from industrial.distributed.env import DistEnv
 from industrial.recipes.experiment import ExperimentConfig
 
 
-def loader_config(cfg: ExperimentConfig) -> LoaderConfig:
+def pin_memory(cfg: ExperimentConfig, env: DistEnv | None) -> bool:
+    """``data.pin_memory``, resolved: on by default when the device is CUDA, never without CUDA."""
+    on_cuda = env is not None and env.device.type == "cuda"
+    return on_cuda and (cfg.data.pin_memory is None or cfg.data.pin_memory)
+
+
+def loader_config(cfg: ExperimentConfig, env: DistEnv | None = None) -> LoaderConfig:
+    """The loader settings of ``cfg`` for a process on ``env``'s device (None: the CPU)."""
     data = cfg.data
     return LoaderConfig(
         batch_size=data.batch_size,
@@ -26,6 +33,7 @@ def loader_config(cfg: ExperimentConfig) -> LoaderConfig:
         negative_sampler=data.negative_sampling,
         exclude_own_items=data.exclude_own_items,
         augment=data.augment,
+        pin_memory=pin_memory(cfg, env),
     )
 
 
@@ -33,7 +41,7 @@ def train_loader(cfg: ExperimentConfig, env: DistEnv, info: DatasetInfo) -> Sequ
     return build_loader(
         cfg.data.path,
         "train",
-        loader_config(cfg),
+        loader_config(cfg, env),
         rank=env.rank,
         world_size=env.world_size,
         item_counts=info.item_counts.numpy(),
@@ -42,7 +50,7 @@ def train_loader(cfg: ExperimentConfig, env: DistEnv, info: DatasetInfo) -> Sequ
 
 def eval_loader(cfg: ExperimentConfig, split: str, env: DistEnv) -> SequenceLoader:
     config = replace(
-        loader_config(cfg),
+        loader_config(cfg, env),
         batch_size=cfg.data.eval_batch_size,
         shuffle=False,
         equalize="none",

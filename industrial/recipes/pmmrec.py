@@ -138,7 +138,7 @@ class PMMRecPretrainTask(nn.Module):
         encoded = encode_item_ids(model.item_encoder, torch.cat(groups), modalities=self.nicl is not None)
         vectors = encoded.vectors if self.nicl is not None else encoded
         parts = split_groups(vectors, groups)
-        states = user_states(model, parts[0], history, lengths)
+        states = user_states(model, parts[0], history, lengths, batch.max_history_length)
         outputs = {}
         if self.next_item is not None:
             outputs["next_item"] = self.next_item(next_item_inputs(batch, states, parts[1], parts[2], self.item_log_q))
@@ -150,7 +150,7 @@ class PMMRecPretrainTask(nn.Module):
             item_ids = torch.cat([history, target])[index]
             outputs["nicl"] = self.nicl(items.text, items.image, sequence_ids, next_index, items.has_text, items.has_image, item_ids)
         if corrupt:
-            corrupted_states = user_states(model, parts[3], corrupted, lengths)
+            corrupted_states = user_states(model, parts[3], corrupted, lengths, batch.max_history_length)
             if self.nid is not None:
                 outputs["nid"] = self.nid(corrupted_states, labels)
             if self.rcl is not None:
