@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 FBGEMM_VERSION ?= 1.8.0
 TORCHREC_VERSION ?= 1.8.0
 
-.PHONY: setup test test-fast demo bench gpu-check clean
+.PHONY: setup test test-fast demo bench gpu-check mutation clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ bench: $(STAMP)
 GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	$(GPU_PY) -m benchmarks.gpu_check
+
+# mutation testing of the critical modules (not part of make test): benchmarks/results/mutation.{md,json}
+mutation: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m benchmarks.mutation
 
 clean:
 	rm -rf $(VENV) runs out

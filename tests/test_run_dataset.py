@@ -93,3 +93,19 @@ def test_resume_refuses_another_dataset(trained, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "train.out_dir" in done.stderr.strip().splitlines()[-1]
     assert (run / "train.log").read_text() == before  # nothing written
+
+
+def test_evaluate_with_another_process_count(trained, tmp_path):
+    """A run trained on 1 process evaluates on 2 (the model is resharded; loader state is not needed),
+    with the same metrics."""
+    one = tmp_path / "one"
+    assert _industrial("evaluate", str(trained["run"]), "--out", str(one)).returncode == 0
+    env = {**os.environ, "INDUSTRIAL_DEVICE": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    two = tmp_path / "two"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0"]
+    done = subprocess.run([*launcher, "-m", "industrial.cli", "evaluate", str(trained["run"]), "--out", str(two)],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = json.loads((one / "metrics.json").read_text())
+    b = json.loads((two / "metrics.json").read_text())
+    assert a["count"] == b["count"] and all(abs(a[k] - b[k]) < 1e-6 for k in ("recall@10", "ndcg@10", "mrr@20"))

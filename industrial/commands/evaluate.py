@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     env = init_distributed()
     dmp, optimizer, info = build_sharded(cfg, env)
     state = {"model": dmp.state_dict(), "optimizer": optimizer.state_dict()}
-    ckpt.load_checkpoint(checkpoint, state)
+    ckpt.load_checkpoint(checkpoint, state, rank_state=False)  # any world size: DCP reshards the model
     dmp.load_state_dict(state["model"])
     if args.content:
         load_content_tables(dmp, cfg, info)
@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: round(v, 4) for k, v in evaluation.metrics.items()}))
         print(f"wrote {files.metrics}, {files.markdown}")
     if args.export:
-        vectors = encode_catalogue(model, cfg.eval.item_chunk)
+        model.eval()  # the vectors the evaluator ranked with: no dropout, no noisy gating
+        with torch.no_grad():
+            vectors = encode_catalogue(model, cfg.eval.item_chunk)
         if env.is_main:
             export = export_item_vectors(args.export, torch.arange(vectors.shape[0]), vectors)
             user_state = {k: v.detach().cpu().contiguous() for k, v in model.user_encoder.state_dict().items()}

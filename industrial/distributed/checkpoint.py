@@ -550,10 +550,14 @@ def open_reader(path: str | Path, verify: bool = True) -> SafeFileSystemReader:
     return reader
 
 
-def load_checkpoint(path: str | Path, sharded_state: dict[str, Any], verify: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, sharded_state: dict[str, Any], verify: bool = True, rank_state: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify the checkpoint, load sharded state in place; return (this rank's state, trainer state).
 
     ``verify=False`` skips the manifest check for a checkpoint that was just verified.
+    ``rank_state=False`` (evaluation: the model only, resharded by DCP to any world size) skips
+    the per-rank loader and RNG state and returns ``{}`` for it.
     """
     path = Path(path)
     reader = open_reader(path, verify=verify)
@@ -561,7 +565,10 @@ def load_checkpoint(path: str | Path, sharded_state: dict[str, Any], verify: boo
         dcp.load(sharded_state, storage_reader=reader)
     except CheckpointException as err:
         raise load_error(err, path) from None
+    trainer_state = json.loads((path / "trainer.json").read_text())
+    if not rank_state:
+        return {}, trainer_state
     rank_file = path / f"rank_{_rank()}.json"
     if not rank_file.exists():
         raise CheckpointError(f"{rank_file}: missing; was this checkpoint written with a different world size? Resume with the same number of processes")
-    return loads_state(rank_file.read_text()), json.loads((path / "trainer.json").read_text())
+    return loads_state(rank_file.read_text()), trainer_state
