@@ -290,36 +290,32 @@ def parse_timestamp(value: str | None, origin: Origin, problems: Problems) -> in
             return number
         problems.bad_row("malformed_row", origin, f"timestamp {value!r} is out of range (beyond a 64-bit integer)")
         return None
-    when = None
-    if text.isascii():
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            pass
-    if when is None:
+    seconds = _iso_seconds(text)
+    if seconds is None:
         problems.bad_row("malformed_row", origin, f"timestamp {value!r} is neither an integer nor an ISO 8601 date")
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return int(when.timestamp())
+    return seconds
 
 
 def parse_date(value: str | None, what: str, origin: Origin, problems: Problems) -> int | None:
     """Seconds since the epoch of an ISO 8601 date (``YYYY-MM-DD``, midnight UTC) or date-time (UTC
     when no zone). Unlike :func:`parse_timestamp`, a bare integer is not taken for seconds."""
-    text = (value or "").strip()
-    when = None
-    if text.isascii():
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            pass
-    if when is None:
+    seconds = _iso_seconds((value or "").strip())
+    if seconds is None:
         problems.bad_row(
             "malformed_row",
             origin,
             f"timestamp {value!r} is neither a YYYY-MM-DD date nor an ISO 8601 date-time (column {what})",
         )
+    return seconds
+
+
+def _iso_seconds(text: str) -> int | None:
+    """Seconds since the epoch of an ASCII ISO 8601 date or date-time (UTC when no zone), else None."""
+    if not text.isascii():
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
