@@ -43,9 +43,7 @@ training. So each family is also exported (``industrial evaluate --export``), it
 recomputed from the export by the hand-written Transformer of ``tests/reference_model.py``, and at
 most ``MAX_ECHO`` of the test users may get their own last history item as the top-1
 recommendation with nothing masked (a next-item model rarely does: Scientific has almost no repeat
-purchases: 6-16 % of the users here; one trained on its inputs: 72-98 %). Note: the export of a
-content model is currently computed in training mode (dropout on; see the xfail in
-tests/test_cross_checks.py), which blurs these vectors a little but not this statistic.
+purchases: 6-16 % of the users here; one trained on its inputs: 72-98 %).
 
 Popularity: each item's count in ``train.parquet``; the same test examples, ranked with the
 evaluator's protocol (every item is a candidate except the example's history as the model sees

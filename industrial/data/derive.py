@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,16 +139,22 @@ def _finish(out: Path, name: str, meta: dict[str, Any], derived: dict[str, Any])
     return out
 
 
-def sample_users(cfg: SampleConfig) -> Path:
-    """Write ``cfg.out``: ``cfg.input`` with the training sequences of a fraction of its users."""
+def _derive(cfg: SampleConfig | PerturbConfig, change: Callable[[Any, Path, Path], dict[str, Any]]) -> Path:
+    """Copy ``cfg.input`` into a staged ``cfg.out``, let ``change`` rewrite some files of the stage
+    (it returns the derivation's record for ``meta.json``), finish and swap it in."""
     cfg.validate()
     source, out = Path(cfg.input), Path(cfg.out)
     meta = _start(source, out, cfg.overwrite)
     with staged_dataset(out, cfg.overwrite, [source]) as stage:
         _copy(source, stage)
-        derived = _sample(cfg, source, stage)
+        derived = change(cfg, source, stage)
         _finish(stage, out.resolve().name, meta, derived)
     return out
+
+
+def sample_users(cfg: SampleConfig) -> Path:
+    """Write ``cfg.out``: ``cfg.input`` with the training sequences of a fraction of its users."""
+    return _derive(cfg, _sample)
 
 
 def _sample(cfg: SampleConfig, source: Path, stage: Path) -> dict[str, Any]:
@@ -183,14 +190,7 @@ def _noised(text: str, vocabulary: np.ndarray, p: float, rng: np.random.Generato
 
 def perturb_content(cfg: PerturbConfig) -> Path:
     """Write ``cfg.out``: ``cfg.input`` with item texts / images removed or noised (module docstring)."""
-    cfg.validate()
-    source, out = Path(cfg.input), Path(cfg.out)
-    meta = _start(source, out, cfg.overwrite)
-    with staged_dataset(out, cfg.overwrite, [source]) as stage:
-        _copy(source, stage)
-        derived = _perturb(cfg, source, stage)
-        _finish(stage, out.resolve().name, meta, derived)
-    return out
+    return _derive(cfg, _perturb)
 
 
 def _perturb(cfg: PerturbConfig, source: Path, stage: Path) -> dict[str, Any]:
